@@ -1,3 +1,33 @@
-"""nlprompt-hf: noisy-label prompt learning for CLIP models on the Hugging Face stack."""
+"""nlprompt-hf: noisy-label prompt learning (NLPrompt, CVPR 2025) for CLIP models on the Hugging Face stack.
+
+The public API is re-exported here; heavy modules are imported lazily so `import nlprompt_hf` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "NLPromptModel": "nlprompt_hf.prompt_adapter",
+    "PromptAdapterConfig": "nlprompt_hf.prompt_adapter",
+    "NLPromptConfig": "nlprompt_hf.config",
+    "NLPromptTrainer": "nlprompt_hf.trainer",
+    "build_model_card": "nlprompt_hf.model_card",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import NLPromptConfig
+    from .model_card import build_model_card
+    from .prompt_adapter import NLPromptModel, PromptAdapterConfig
+    from .trainer import NLPromptTrainer
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nlprompt_hf' has no attribute {name!r}")
