@@ -61,6 +61,7 @@ def sample_fewshot(
     >>> few = sample_fewshot(ds, shots=2, seed=0)
     >>> sorted(few["label"])
     [0, 0, 1, 1]
+
     ```
     """
     require_column(dataset, label_column, argument="label_column", what="label")

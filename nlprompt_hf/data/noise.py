@@ -169,6 +169,7 @@ def inject_label_noise(
     8
     >>> all(y == (c + 1) % 4 for y, c, n in zip(noisy["label"], noisy["clean_label"], noisy["is_noisy"]) if n)
     True
+
     ```
     """
     require_column(dataset, label_column, argument="label_column", what="label")
@@ -363,6 +364,7 @@ def noise_report(
     >>> report = noise_report(inject_label_noise(ds, rate=0.25, kind="symmetric", seed=0))
     >>> report["requested_rate"], report["realised_rate"], report["num_noisy"]
     (0.25, 0.25, 2)
+
     ```
     """
     require_column(dataset, label_column, argument="label_column", what="label")
@@ -434,8 +436,9 @@ def add_sample_index(dataset: Dataset, column: str = SAMPLE_INDEX_COLUMN) -> Dat
 
     ```python
     >>> from datasets import Dataset
-    >>> add_sample_index(Dataset.from_dict({"label": [3, 1, 2]}))["sample_idx"]
+    >>> list(add_sample_index(Dataset.from_dict({"label": [3, 1, 2]}))["sample_idx"])
     [0, 1, 2]
+
     ```
     """
     if column in dataset.column_names:
