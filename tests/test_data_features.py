@@ -33,12 +33,16 @@ def test_matches_get_image_features_and_is_cached(model, processor, tiny_image_d
     assert not info.hit and not info.bypassed and os.path.isfile(info.path)
     assert feats.shape == (len(train), model.config.projection_dim)
     with torch.no_grad():
-        pixels = processor(images=[im.convert("RGB") for im in train["image"]], return_tensors="pt")["pixel_values"]
+        pixels = processor(images=[im.convert("RGB") for im in train["image"]], return_tensors="pt")[
+            "pixel_values"
+        ]
         expected = model.get_image_features(pixel_values=pixels).pooler_output
     torch.testing.assert_close(feats, expected, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(feats.norm(dim=-1), torch.ones(len(train)))  # un-normalised
 
-    again, info2 = compute_image_features(model, processor, train, cache_dir=tmp_path, progress=False, return_info=True)
+    again, info2 = compute_image_features(
+        model, processor, train, cache_dir=tmp_path, progress=False, return_info=True
+    )
     assert info2.hit and info2.key == info.key
     torch.testing.assert_close(again, feats)
     # safetensors on disk, no temporary files left behind
@@ -49,26 +53,40 @@ def test_matches_get_image_features_and_is_cached(model, processor, tiny_image_d
 
 def test_invalidated_by_vision_weights_not_by_text_weights(model, processor, tiny_image_dataset, tmp_path):
     train = tiny_image_dataset["train"]
-    _, first = compute_image_features(model, processor, train, cache_dir=tmp_path, progress=False, return_info=True)
+    _, first = compute_image_features(
+        model, processor, train, cache_dir=tmp_path, progress=False, return_info=True
+    )
     with torch.no_grad():
         model.text_projection.weight.add_(1.0)  # the text tower does not change image features
-    _, same = compute_image_features(model, processor, train, cache_dir=tmp_path, progress=False, return_info=True)
+    _, same = compute_image_features(
+        model, processor, train, cache_dir=tmp_path, progress=False, return_info=True
+    )
     assert same.hit
     before = model_fingerprint(model)
     with torch.no_grad():
         model.vision_model.encoder.layers[1].mlp.fc2.weight[3, 7] += 1e-3  # one weight, deep inside
     assert model_fingerprint(model) != before
-    feats, changed = compute_image_features(model, processor, train, cache_dir=tmp_path, progress=False, return_info=True)
+    feats, changed = compute_image_features(
+        model, processor, train, cache_dir=tmp_path, progress=False, return_info=True
+    )
     assert not changed.hit and changed.key != first.key
 
 
-def test_invalidated_by_preprocessing_and_dataset(model, processor, tiny_image_dataset, tmp_path, tiny_clip_dir):
+def test_invalidated_by_preprocessing_and_dataset(
+    model, processor, tiny_image_dataset, tmp_path, tiny_clip_dir
+):
     train = tiny_image_dataset["train"]
-    _, first = compute_image_features(model, processor, train, cache_dir=tmp_path, progress=False, return_info=True)
+    _, first = compute_image_features(
+        model, processor, train, cache_dir=tmp_path, progress=False, return_info=True
+    )
     other = AutoImageProcessor.from_pretrained(tiny_clip_dir, backend="pil", image_mean=[0.5, 0.5, 0.5])
-    feats, info = compute_image_features(model, other, train, cache_dir=tmp_path, progress=False, return_info=True)
+    feats, info = compute_image_features(
+        model, other, train, cache_dir=tmp_path, progress=False, return_info=True
+    )
     assert not info.hit and info.key != first.key
-    _, sub = compute_image_features(model, processor, train.select(range(8)), cache_dir=tmp_path, progress=False, return_info=True)
+    _, sub = compute_image_features(
+        model, processor, train.select(range(8)), cache_dir=tmp_path, progress=False, return_info=True
+    )
     assert not sub.hit and sub.key != first.key
 
 
@@ -89,10 +107,14 @@ def test_real_noise_few_shot_flows_and_mode_restored(model, processor, tiny_imag
     real = inject_label_noise(tiny_image_dataset["train"], rate=0.0, kind="real", seed=0)
     few = sample_fewshot(real, shots=2, seed=0)
     model.train()
-    feats, info = compute_image_features(model, processor, few, cache_dir=tmp_path, progress=False, return_info=True)
+    feats, info = compute_image_features(
+        model, processor, few, cache_dir=tmp_path, progress=False, return_info=True
+    )
     assert feats.shape[0] == 8 and "clean_label" not in few.column_names
     assert model.training  # the caller's mode is restored
-    assert compute_image_features(model, processor, few, cache_dir=tmp_path, return_info=True, progress=False)[1].hit
+    assert compute_image_features(
+        model, processor, few, cache_dir=tmp_path, return_info=True, progress=False
+    )[1].hit
 
 
 def test_unreadable_image_named(model, processor, tmp_path):
@@ -105,7 +127,9 @@ def test_unreadable_image_named(model, processor, tmp_path):
 
 def test_bad_arguments(model, processor, tiny_image_dataset):
     with pytest.raises(ValueError, match=r"image column named 'img'.*\['image', 'label'\]"):
-        compute_image_features(model, processor, tiny_image_dataset["train"], image_column="img", use_cache=False)
+        compute_image_features(
+            model, processor, tiny_image_dataset["train"], image_column="img", use_cache=False
+        )
     with pytest.raises(ValueError, match="get_image_features"):
         compute_image_features(torch.nn.Linear(2, 2), processor, tiny_image_dataset["train"], use_cache=False)
 

@@ -12,7 +12,8 @@ def pool(counts, names=None):
     labels = [c for c, n in enumerate(counts) for _ in range(n)]
     feature = ClassLabel(names=names) if names else ClassLabel(num_classes=len(counts))
     return Dataset.from_dict(
-        {"idx": list(range(len(labels))), "label": labels}, features=Features({"idx": Value("int64"), "label": feature})
+        {"idx": list(range(len(labels))), "label": labels},
+        features=Features({"idx": Value("int64"), "label": feature}),
     )
 
 

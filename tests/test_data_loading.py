@@ -45,8 +45,12 @@ def test_csv_relative_paths_string_labels_and_stratified_split(tmp_path):
         writer.writerows([rel, CLASSES[c], "x"] for rel, c in zip(rels, labels))
     os.chdir(tmp_path)  # paths must resolve relative to the file, not to the working directory
     data = load_noisy_dataset(
-        str(csv_path), image_column="path", label_column="cls", class_renames={"AnnualCrop": "Annual Crop Land"},
-        test_size=0.2, seed=0,
+        str(csv_path),
+        image_column="path",
+        label_column="cls",
+        class_renames={"AnnualCrop": "Annual Crop Land"},
+        test_size=0.2,
+        seed=0,
     )
     assert get_class_names(data) == ["Annual Crop Land", "forest", "sea lake"]
     assert data["train"].column_names == ["image", "label"]
@@ -55,6 +59,7 @@ def test_csv_relative_paths_string_labels_and_stratified_split(tmp_path):
     assert data["test"][0]["image"].mode == "RGB"
     again = load_noisy_dataset(str(csv_path), image_column="path", label_column="cls", test_size=0.2, seed=0)
     other = load_noisy_dataset(str(csv_path), image_column="path", label_column="cls", test_size=0.2, seed=1)
+
     def paths(ds):
         return [cell["path"] for cell in ds.cast_column("image", Image(decode=False))["image"]]
 
@@ -75,7 +80,9 @@ def test_jsonl_int_labels_with_class_names_json(tmp_path):
     (tmp_path / "names.json").write_text(json.dumps({"0": "golden_retriever", "1": "tabby cat"}))
     data = load_noisy_dataset(
         {"train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl")},
-        image_column="file", label_column="y", class_names=str(tmp_path / "names.json"),
+        image_column="file",
+        label_column="y",
+        class_names=str(tmp_path / "names.json"),
     )
     assert get_class_names(data) == ["golden retriever", "tabby cat"]
     assert data["train"]["label"] == labels and data["test"].num_rows == 1
@@ -99,7 +106,11 @@ def test_save_to_disk_and_in_memory_sources(tmp_path, tiny_image_dataset):
     tiny_image_dataset.save_to_disk(str(tmp_path / "saved"))
     from_disk = load_noisy_dataset(str(tmp_path / "saved"))
     in_memory = load_noisy_dataset(tiny_image_dataset)
-    assert get_class_names(from_disk) == get_class_names(in_memory) == ["red square", "green circle", "blue bar", "yellow dot"]
+    assert (
+        get_class_names(from_disk)
+        == get_class_names(in_memory)
+        == ["red square", "green circle", "blue bar", "yellow dot"]
+    )
     assert from_disk["train"]["label"] == tiny_image_dataset["train"]["label"]
 
 
@@ -108,8 +119,12 @@ def test_catalog_entry_goes_through_load_dataset(monkeypatch):
     names = list(DATASET_CATALOG["eurosat"]["class_renames"])
     features = Features({"image": Image(), "labels": ClassLabel(names=names)})
     fake = DatasetDict(
-        {s: Dataset.from_dict({"image": make_images(range(10), 0), "labels": list(range(10))}, features=features)
-         for s in ("train", "validation", "test")}
+        {
+            s: Dataset.from_dict(
+                {"image": make_images(range(10), 0), "labels": list(range(10))}, features=features
+            )
+            for s in ("train", "validation", "test")
+        }
     )
     calls = []
 
@@ -128,19 +143,43 @@ def test_catalog_exclusions_and_name_styles(monkeypatch):
     names = ["accordion", "faces", "faces_easy", "leopards"]
     features = Features({"image": Image(), "label": ClassLabel(names=names)})
     labels = [0, 1, 2, 3] * 3
-    fake = DatasetDict({"train": Dataset.from_dict({"image": make_images(labels, 0), "label": labels}, features=features)})
+    fake = DatasetDict(
+        {"train": Dataset.from_dict({"image": make_images(labels, 0), "label": labels}, features=features)}
+    )
     monkeypatch.setattr(loading, "load_dataset", lambda *a, **k: fake)
     data = load_noisy_dataset("caltech101", test_size=1 / 3)
     assert get_class_names(data) == ["accordion", "face", "leopard"]  # faces_easy dropped, CoOp's renames
     assert sorted(list(data["train"]["label"]) + list(data["test"]["label"])) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert clean_class_names(["ApplyEyeMakeup"], style="split_camel_case") == ["Apply Eye Makeup"]
     assert clean_class_names(["Tesla Model S Sedan 2012"], style="year_first") == ["2012 Tesla Model S Sedan"]
-    assert clean_class_names(["Abyssinian", "american_bulldog"], style="lower") == ["abyssinian", "american bulldog"]
+    assert clean_class_names(["Abyssinian", "american_bulldog"], style="lower") == [
+        "abyssinian",
+        "american bulldog",
+    ]
 
 
 def test_catalog_entries_are_complete():
-    required = {"hub_id", "image_column", "label_column", "train_split", "test_split", "class_renames", "verified", "source"}
-    for short in ("caltech101", "dtd", "eurosat", "flowers102", "oxford_pets", "stanford_cars", "ucf101", "food101", "food101n"):
+    required = {
+        "hub_id",
+        "image_column",
+        "label_column",
+        "train_split",
+        "test_split",
+        "class_renames",
+        "verified",
+        "source",
+    }
+    for short in (
+        "caltech101",
+        "dtd",
+        "eurosat",
+        "flowers102",
+        "oxford_pets",
+        "stanford_cars",
+        "ucf101",
+        "food101",
+        "food101n",
+    ):
         assert required <= set(DATASET_CATALOG[short]), short
     with pytest.raises(ValueError, match="no Hub copy.*local path"):
         load_noisy_dataset("food101n")
@@ -157,12 +196,16 @@ def small(labels=(0, 1, 0, 1), features=None, **columns):
 
 
 def test_missing_image_column():
-    with pytest.raises(ValueError, match=r"image column named 'picture'.*\['image', 'label'\].*image_column="):
+    with pytest.raises(
+        ValueError, match=r"image column named 'picture'.*\['image', 'label'\].*image_column="
+    ):
         load_noisy_dataset(small(), image_column="picture")
 
 
 def test_missing_label_column():
-    with pytest.raises(ValueError, match=r"label column named 'fine_label'.*\['image', 'label'\].*label_column="):
+    with pytest.raises(
+        ValueError, match=r"label column named 'fine_label'.*\['image', 'label'\].*label_column="
+    ):
         load_noisy_dataset(small(), label_column="fine_label")
 
 

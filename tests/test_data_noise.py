@@ -12,7 +12,8 @@ from nlprompt_hf.data import add_sample_index, inject_label_noise, noise_report,
 def labels_dataset(labels, num_classes, names=None):
     feature = ClassLabel(names=names) if names else ClassLabel(num_classes=num_classes)
     return Dataset.from_dict(
-        {"x": list(range(len(labels))), "label": list(labels)}, features=Features({"x": Value("int64"), "label": feature})
+        {"x": list(range(len(labels))), "label": list(labels)},
+        features=Features({"x": Value("int64"), "label": feature}),
     )
 
 
@@ -108,7 +109,11 @@ def test_global_random_state_untouched():
     inject_label_noise(few, rate=0.5, kind="k_wrong_shots", seed=0)
     assert random.getstate() == before_py
     after_np = np.random.get_state()
-    assert before_np[0] == after_np[0] and np.array_equal(before_np[1], after_np[1]) and before_np[2:] == after_np[2:]
+    assert (
+        before_np[0] == after_np[0]
+        and np.array_equal(before_np[1], after_np[1])
+        and before_np[2:] == after_np[2:]
+    )
 
 
 # --- pairflip / instance / k_wrong_shots / real ------------------------------------------------------------------
@@ -153,7 +158,9 @@ def test_instance_accepts_torch_and_checks_shape():
 @pytest.mark.parametrize("k", [0, 2, 4, 8])
 def test_k_wrong_shots_uniform(k):
     ds = sample_fewshot(balanced(num_classes=6, per_class=20), shots=16, seed=0)
-    noisy, clean, flag = arrays(inject_label_noise(ds, rate=0.0, kind="k_wrong_shots", seed=0, num_wrong_shots=k))
+    noisy, clean, flag = arrays(
+        inject_label_noise(ds, rate=0.0, kind="k_wrong_shots", seed=0, num_wrong_shots=k)
+    )
     for c in range(6):
         assert flag[clean == c].sum() == k  # k of its 16 shots are relabelled
         assert (noisy == c).sum() == 16  # every class keeps 16 labelled rows...
@@ -165,7 +172,9 @@ def test_k_wrong_shots_from_rate_and_next():
     ds = balanced(num_classes=4, per_class=16)
     by_rate = inject_label_noise(ds, rate=0.25, kind="k_wrong_shots", seed=0)
     assert noise_report(by_rate)["per_class"][0]["noisy_count"] == 4
-    noisy, clean, flag = arrays(inject_label_noise(ds, rate=0.5, kind="k_wrong_shots", seed=0, wrong_label="next"))
+    noisy, clean, flag = arrays(
+        inject_label_noise(ds, rate=0.5, kind="k_wrong_shots", seed=0, wrong_label="next")
+    )
     np.testing.assert_array_equal(noisy[flag], (clean[flag] + 1) % 4)
     assert all(flag[clean == c].sum() == 8 for c in range(4))
 
@@ -195,7 +204,9 @@ def test_noise_report_transition_matrix():
     ds = balanced(num_classes=3, per_class=8)
     out = inject_label_noise(ds, rate=0.5, kind="asymmetric", seed=0)
     report = noise_report(out)
-    assert report["requested_rate"] == 0.5 and report["realised_rate"] == 0.5 and report["kind"] == "asymmetric"
+    assert (
+        report["requested_rate"] == 0.5 and report["realised_rate"] == 0.5 and report["kind"] == "asymmetric"
+    )
     matrix = np.array(report["transition_matrix"])
     assert matrix.sum() == 24 and np.trace(matrix) == 12
     noisy, clean, _ = arrays(out)
@@ -300,7 +311,9 @@ def test_k_wrong_shots_invariants(num_classes, shots, data):
     k = data.draw(st.integers(0, shots))
     seed = data.draw(st.integers(0, 1000))
     ds = balanced(num_classes=num_classes, per_class=shots)
-    noisy, clean, flag = arrays(inject_label_noise(ds, rate=0.0, kind="k_wrong_shots", seed=seed, num_wrong_shots=k))
+    noisy, clean, flag = arrays(
+        inject_label_noise(ds, rate=0.0, kind="k_wrong_shots", seed=seed, num_wrong_shots=k)
+    )
     assert np.all(noisy[flag] != clean[flag])
     for c in range(num_classes):
         assert flag[clean == c].sum() == k
@@ -309,7 +322,9 @@ def test_k_wrong_shots_invariants(num_classes, shots, data):
 
 def test_single_row_and_two_classes_edge_cases():
     one = labels_dataset([1], 2)
-    assert sum(inject_label_noise(one, rate=0.99, kind="symmetric", seed=0)["is_noisy"]) == 0  # floor(0.99) = 0
+    assert (
+        sum(inject_label_noise(one, rate=0.99, kind="symmetric", seed=0)["is_noisy"]) == 0
+    )  # floor(0.99) = 0
     two = labels_dataset([0, 1], 2)
     noisy, clean, flag = arrays(inject_label_noise(two, rate=0.5, kind="symmetric", seed=0))
     assert flag.sum() == 1 and np.all(noisy[flag] == 1 - clean[flag])

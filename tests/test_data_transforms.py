@@ -40,7 +40,11 @@ def test_palette_with_transparency():
 @pytest.mark.parametrize("mode", ["I;16", "I"])
 def test_16_bit_is_scaled_not_clipped(mode):
     values = np.array([[0, 257 * 64], [257 * 128, 65535]], dtype=np.uint16)
-    image = PILImage.fromarray(values) if mode == "I;16" else PILImage.fromarray(values.astype(np.int32), mode="I")
+    image = (
+        PILImage.fromarray(values)
+        if mode == "I;16"
+        else PILImage.fromarray(values.astype(np.int32), mode="I")
+    )
     assert image.mode == mode
     out = np.asarray(to_rgb(image))[..., 0]
     assert out.tolist() == [[0, 64], [128, 255]]
@@ -99,7 +103,9 @@ def test_with_image_transform_uses_checkpoint_processor(tiny_clip_dir, tiny_imag
     plain = with_image_transform(train, processor)
     batch = plain[:4]
     assert batch["pixel_values"].shape == (4, 3, 32, 32) and batch["label"] == train["label"][:4]
-    expected = processor(images=[im.convert("RGB") for im in train[:4]["image"]], return_tensors="pt")["pixel_values"]
+    expected = processor(images=[im.convert("RGB") for im in train[:4]["image"]], return_tensors="pt")[
+        "pixel_values"
+    ]
     torch.testing.assert_close(batch["pixel_values"], expected)
     augmented = with_image_transform(train, processor, augment=True, seed=0)[:4]["pixel_values"]
     assert augmented.shape == (4, 3, 32, 32) and not torch.equal(augmented, expected)
@@ -108,7 +114,7 @@ def test_with_image_transform_uses_checkpoint_processor(tiny_clip_dir, tiny_imag
 def test_mixed_modes_through_dataset(tiny_clip_dir, tmp_path):
     processor = AutoImageProcessor.from_pretrained(tiny_clip_dir, backend="pil")
     rgb = make_images([0], seed=0)[0]
-    deep = PILImage.fromarray((np.asarray(rgb.convert("L")).astype(np.uint16) * 257))
+    deep = PILImage.fromarray(np.asarray(rgb.convert("L")).astype(np.uint16) * 257)
     images = [rgb.convert("L"), rgb.convert("RGBA"), rgb.convert("P"), deep]
     paths = []
     for i, image in enumerate(images):

@@ -47,7 +47,12 @@ _ENTRIES: dict[str, dict[str, Any]] = {
         "test_split": "test",  # absent on the Hub: a stratified split of "train" is made
         # CoOp datasets/caltech101.py: drops BACKGROUND_Google (not in this copy) and Faces_easy, singularises 4 names
         "exclude_classes": ("faces_easy",),
-        "class_renames": {"airplanes": "airplane", "faces": "face", "leopards": "leopard", "motorbikes": "motorbike"},
+        "class_renames": {
+            "airplanes": "airplane",
+            "faces": "face",
+            "leopards": "leopard",
+            "motorbikes": "motorbike",
+        },
         "verified": True,
         "source": "Hub card of flwrlabs/caltech101 (features image / label ClassLabel of 101 names, one train split)",
     },

@@ -106,7 +106,11 @@ def _cache_key(model, image_processor, dataset: Dataset, image_column: str, augm
     payload = {
         "version": _CACHE_VERSION,
         "model": model_fingerprint(model),
-        "dataset": {"fingerprint": dataset._fingerprint, "num_rows": len(dataset), "image_column": image_column},
+        "dataset": {
+            "fingerprint": dataset._fingerprint,
+            "num_rows": len(dataset),
+            "image_column": image_column,
+        },
         "processor": _processor_config(image_processor),
         "augmentation": augmentation,
     }
@@ -205,7 +209,9 @@ def compute_image_features(
 
     augmenter = RandomResizedCropFlip(processor_output_size(image_processor), seed=seed) if augment else None
     bypass = not use_cache or augmenter is not None
-    key = _cache_key(model, image_processor, dataset, image_column, augmenter.settings() if augmenter else None)
+    key = _cache_key(
+        model, image_processor, dataset, image_column, augmenter.settings() if augmenter else None
+    )
     path = None
     if not bypass:
         folder = os.fspath(cache_dir) if cache_dir is not None else default_feature_cache_dir()
@@ -216,7 +222,9 @@ def compute_image_features(
                 logger.info("Image features: cache hit %s", path)
                 info = FeatureCacheInfo(hit=True, key=key, path=path, bypassed=False)
                 return (features, info) if return_info else features
-            logger.warning("Ignoring cache entry %s with %d rows for %d rows.", path, features.shape[0], len(dataset))
+            logger.warning(
+                "Ignoring cache entry %s with %d rows for %d rows.", path, features.shape[0], len(dataset)
+            )
     elif augmenter is not None:
         logger.info("Image features: augmentation on, feature cache bypassed.")
 

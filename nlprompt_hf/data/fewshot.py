@@ -66,7 +66,9 @@ def sample_fewshot(
     """
     require_column(dataset, label_column, argument="label_column", what="label")
     if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
-        raise ValueError(f"Expected `shots` to be a positive integer, but got {shots!r}. Use e.g. `shots=16`.")
+        raise ValueError(
+            f"Expected `shots` to be a positive integer, but got {shots!r}. Use e.g. `shots=16`."
+        )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"Expected an integer `seed`, but got {seed!r}. Pass e.g. `seed=0`.")
 

@@ -38,10 +38,18 @@ def _apply_style(name: str, style: str | None) -> str:
         return name.lower()
     if style == "split_camel_case":  # CoOp's UCF101 rule: "ApplyEyeMakeup" -> "Apply_Eye_Makeup"
         return "_".join(re.findall(r"[A-Z][^A-Z]*", name)) or name
-    if style == "year_first":  # CoOp's StanfordCars rule: "Tesla Model S Sedan 2012" -> "2012 Tesla Model S Sedan"
+    if (
+        style == "year_first"
+    ):  # CoOp's StanfordCars rule: "Tesla Model S Sedan 2012" -> "2012 Tesla Model S Sedan"
         words = name.split(" ")
-        return " ".join([words[-1], *words[:-1]]) if len(words) > 1 and re.fullmatch(r"\d{4}", words[-1]) else name
-    raise ValueError(f"Expected `class_name_style` to be one of {list(CLASS_NAME_STYLES)} or None, but got {style!r}.")
+        return (
+            " ".join([words[-1], *words[:-1]])
+            if len(words) > 1 and re.fullmatch(r"\d{4}", words[-1])
+            else name
+        )
+    raise ValueError(
+        f"Expected `class_name_style` to be one of {list(CLASS_NAME_STYLES)} or None, but got {style!r}."
+    )
 
 
 def clean_class_names(
@@ -69,9 +77,11 @@ def clean_class_names(
         name = " ".join(_apply_style(str(raw), style).replace("_", " ").split())
         name = renames.get(str(raw), renames.get(name, name))
         cleaned.append(name)
-    unused = set(renames) - set(map(str, names)) - {
-        " ".join(_apply_style(str(n), style).replace("_", " ").split()) for n in names
-    }
+    unused = (
+        set(renames)
+        - set(map(str, names))
+        - {" ".join(_apply_style(str(n), style).replace("_", " ").split()) for n in names}
+    )
     if unused:
         logger.warning("Class renames %s match no class name and were ignored.", sorted(unused))
     seen: dict[str, int] = {}
@@ -125,11 +135,15 @@ def _read_class_names(class_names: Sequence[str] | str | os.PathLike) -> list[st
         )
     names = list(class_names)
     if not names or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"Expected `class_names` to be a non-empty list of strings, but got {class_names!r}.")
+        raise ValueError(
+            f"Expected `class_names` to be a non-empty list of strings, but got {class_names!r}."
+        )
     return names
 
 
-def _load_raw(source: Any, config_name: str | None, split_names: tuple[str, str], **load_kwargs) -> DatasetDict:
+def _load_raw(
+    source: Any, config_name: str | None, split_names: tuple[str, str], **load_kwargs
+) -> DatasetDict:
     """Read `source` into a `DatasetDict` without touching its columns (plus the base dir of relative paths)."""
     if isinstance(source, DatasetDict):
         return source
@@ -171,7 +185,10 @@ def _load_files(files: dict[str, str], ext: str, **load_kwargs) -> DatasetDict:
     loaded = load_dataset(builder, data_files=files, **load_kwargs)
     # image paths in the file are relative to the file itself, not to the working directory
     return DatasetDict(
-        {split: ds.add_column("_base_dir", [os.path.dirname(os.path.abspath(files[split]))] * len(ds)) for split, ds in loaded.items()}
+        {
+            split: ds.add_column("_base_dir", [os.path.dirname(os.path.abspath(files[split]))] * len(ds))
+            for split, ds in loaded.items()
+        }
     )
 
 
@@ -308,7 +325,12 @@ def load_noisy_dataset(
     if test_split in raw and test_split != train_split:
         splits["test"] = raw[test_split]
     else:
-        logger.info("No %r split: holding out a stratified %.0f%% of %r as the test split.", test_split, 100 * test_size, train_split)
+        logger.info(
+            "No %r split: holding out a stratified %.0f%% of %r as the test split.",
+            test_split,
+            100 * test_size,
+            train_split,
+        )
 
     # columns: keep image + label (+ clean label), with the package's names
     kept = {image_column: "image", label_column: "label"}
@@ -332,7 +354,9 @@ def load_noisy_dataset(
     excluded = set()
     for cls in exclude_classes or ():
         if cls not in lookup:
-            raise ValueError(f"Expected `exclude_classes` to name classes among {raw_names}, but got {cls!r}.")
+            raise ValueError(
+                f"Expected `exclude_classes` to name classes among {raw_names}, but got {cls!r}."
+            )
         excluded.add(lookup[cls])
     # old id -> new id (-1: dropped), so that the kept classes are numbered 0..C'-1 in their original order
     remap = np.full(len(raw_names), -1, dtype=np.int64)
@@ -352,7 +376,9 @@ def load_noisy_dataset(
 
     if "test" not in splits:
         try:
-            parts = splits["train"].train_test_split(test_size=test_size, seed=seed, stratify_by_column="label")
+            parts = splits["train"].train_test_split(
+                test_size=test_size, seed=seed, stratify_by_column="label"
+            )
         except ValueError as err:
             raise ValueError(
                 f"Could not make a stratified test split of {test_size:.0%} of {train_split!r} ({err}). Every class "

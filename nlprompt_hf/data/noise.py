@@ -37,7 +37,11 @@ def _num_to_flip(rate: float, n: int) -> int:
 
 
 def _check_rate(rate: Any) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or not (0 <= rate < 1):
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, (int, float, np.integer, np.floating))
+        or not (0 <= rate < 1)
+    ):
         raise ValueError(
             f"Expected a noise `rate` in [0, 1), but got {rate!r}. Use a fraction such as 0.5 for 50% noise "
             f"(a rate of 1 would leave no correct label to learn from)."
@@ -269,7 +273,9 @@ def _similarity_matrix(similarity: Any, n: int, num_classes: int) -> np.ndarray:
             f"one row per dataset row and one column per class."
         )
     if not np.isfinite(scores).all():
-        raise ValueError("`similarity` contains NaN or infinite values; pass finite similarities or probabilities.")
+        raise ValueError(
+            "`similarity` contains NaN or infinite values; pass finite similarities or probabilities."
+        )
     return scores
 
 
@@ -287,8 +293,14 @@ def _k_wrong_shots(
     counts = np.bincount(clean, minlength=num_classes)
     present = np.flatnonzero(counts)
     if num_wrong_shots is not None:
-        if isinstance(num_wrong_shots, bool) or not isinstance(num_wrong_shots, (int, np.integer)) or num_wrong_shots < 0:
-            raise ValueError(f"Expected `num_wrong_shots` to be a non-negative integer, but got {num_wrong_shots!r}.")
+        if (
+            isinstance(num_wrong_shots, bool)
+            or not isinstance(num_wrong_shots, (int, np.integer))
+            or num_wrong_shots < 0
+        ):
+            raise ValueError(
+                f"Expected `num_wrong_shots` to be a non-negative integer, but got {num_wrong_shots!r}."
+            )
         smallest = int(present[np.argmin(counts[present])]) if len(present) else 0
         if len(present) and num_wrong_shots > counts[smallest]:
             label = f"{smallest} ({names[smallest]!r})" if names else str(smallest)
@@ -316,7 +328,11 @@ def _k_wrong_shots(
             f"Use more balanced classes (e.g. `sample_fewshot` first) or `wrong_label='next'`."
         )
     chosen = np.concatenate(
-        [rng.choice(np.flatnonzero(clean == c), size=int(k), replace=False) for c, k in enumerate(per_class) if k]
+        [
+            rng.choice(np.flatnonzero(clean == c), size=int(k), replace=False)
+            for c, k in enumerate(per_class)
+            if k
+        ]
         or [np.zeros(0, dtype=np.int64)]
     )
     noisy = clean.copy()

@@ -30,7 +30,13 @@ _DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFE
 
 
 def _describe(value: Any, row: int | None) -> str:
-    path = value.get("path") if isinstance(value, dict) else value if isinstance(value, (str, os.PathLike)) else None
+    path = (
+        value.get("path")
+        if isinstance(value, dict)
+        else value
+        if isinstance(value, (str, os.PathLike))
+        else None
+    )
     if path:
         return f"file {os.fspath(path)!r}" + (f" (row {row})" if row is not None else "")
     return f"row {row}" if row is not None else "an image without a file path"
@@ -129,7 +135,11 @@ def to_rgb(image: PILImage.Image) -> PILImage.Image:
 
 def processor_output_size(image_processor: Any) -> tuple[int, int]:
     """(height, width) of the pixels the processor produces: its crop size if it center-crops, else its size."""
-    size = getattr(image_processor, "crop_size", None) if getattr(image_processor, "do_center_crop", False) else None
+    size = (
+        getattr(image_processor, "crop_size", None)
+        if getattr(image_processor, "do_center_crop", False)
+        else None
+    )
     size = size or getattr(image_processor, "size", None) or {}
     size = dict(size) if not isinstance(size, dict) else size
     if "height" in size and "width" in size:
@@ -174,7 +184,13 @@ class RandomResizedCropFlip:
 
     def settings(self) -> dict[str, Any]:
         """The parameters, e.g. for a cache key."""
-        return {"size": self.size, "seed": self.seed, "scale": self.scale, "ratio": self.ratio, "flip": self.flip_prob}
+        return {
+            "size": self.size,
+            "seed": self.seed,
+            "scale": self.scale,
+            "ratio": self.ratio,
+            "flip": self.flip_prob,
+        }
 
     def _crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
         area = width * height
@@ -229,7 +245,11 @@ def build_image_transform(
     Returns:
         A function `batch -> batch` with a `pixel_values` tensor of shape (B, 3, H, W).
     """
-    augmenter = RandomResizedCropFlip(processor_output_size(image_processor), seed=seed, scale=scale) if augment else None
+    augmenter = (
+        RandomResizedCropFlip(processor_output_size(image_processor), seed=seed, scale=scale)
+        if augment
+        else None
+    )
 
     def transform(batch: dict[str, list]) -> dict[str, Any]:
         rows = batch.get("sample_idx") or [None] * len(batch[image_column])
@@ -245,7 +265,12 @@ def build_image_transform(
 
 
 def with_image_transform(
-    dataset: Dataset, image_processor: Any, *, augment: bool = False, seed: int = 0, image_column: str = "image"
+    dataset: Dataset,
+    image_processor: Any,
+    *,
+    augment: bool = False,
+    seed: int = 0,
+    image_column: str = "image",
 ) -> Dataset:
     """`dataset` with images decoded lazily into `pixel_values` by [`build_image_transform`].
 
