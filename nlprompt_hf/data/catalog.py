@@ -64,7 +64,7 @@ _ENTRIES: dict[str, dict[str, Any]] = {
         "test_split": "test",
         "class_renames": {},  # CoOp uses DTD's folder names (banded, blotchy, ...) as they are
         "verified": False,
-        "source": "tanganke's task-arithmetic image-classification collection on the Hub (same owner as tanganke/eurosat, whose card was seen); columns assumed",
+        "source": "Hub file tree of tanganke/dtd (data/train-*.parquet, data/test-*.parquet); column names not seen, assumed image / label",
     },
     "eurosat": {
         "hub_id": "Honaker/eurosat_dataset",
@@ -77,14 +77,14 @@ _ENTRIES: dict[str, dict[str, Any]] = {
         "source": "Hub card of Honaker/eurosat_dataset (image / labels ClassLabel AnnualCrop..SeaLake; train 21600, validation 2700, test 2700); alternatives timm/eurosat-rgb, tanganke/eurosat",
     },
     "flowers102": {
-        "hub_id": "nelorth/oxford-flowers",
+        "hub_id": "dpdl-benchmark/oxford_flowers102",
         "image_column": "image",
         "label_column": "label",
         "train_split": "train",
         "test_split": "test",
         "class_renames": {},  # CoOp reads cat_to_name.json: names such as "pink primrose"
         "verified": False,
-        "source": "recalled Hub id, not confirmed by a page read here; check that its ClassLabel names are the cat_to_name.json names",
+        "source": "Hub file tree of dpdl-benchmark/oxford_flowers102 (train / validation / test parquet); columns and class names not seen: if the ClassLabel lacks the cat_to_name.json names, pass class_names=",
     },
     "oxford_pets": {
         "hub_id": "timm/oxford-iiit-pet",
@@ -95,7 +95,7 @@ _ENTRIES: dict[str, dict[str, Any]] = {
         "class_name_style": "lower",  # CoOp lower-cases the breed ("Abyssinian" -> "abyssinian")
         "class_renames": {},
         "verified": False,
-        "source": "recalled Hub id (timm's copy of Oxford-IIIT Pet, trainval / test); pcuenq/oxford-pets (string labels, one split) is cited by lancedb's docs",
+        "source": "Hub file tree of timm/oxford-iiit-pet (data/train-*.parquet 378 MB, data/test-*.parquet 413 MB); columns not seen, assumed image / label; alternative pcuenq/oxford-pets (cited by lancedb's docs)",
     },
     "stanford_cars": {
         "hub_id": "tanganke/stanford_cars",
@@ -106,7 +106,7 @@ _ENTRIES: dict[str, dict[str, Any]] = {
         "class_name_style": "year_first",  # CoOp moves the year first: "2012 Tesla Model S Sedan"
         "class_renames": {},
         "verified": False,
-        "source": "tanganke's collection (see dtd); columns assumed",
+        "source": 'Hub file tree and card diff of tanganke/stanford_cars (parquet, test 8041 rows, `load_dataset("tanganke/stanford_cars")`); columns not seen, assumed image / label',
     },
     "ucf101": {
         "hub_id": "flwrlabs/ucf101",
@@ -116,8 +116,8 @@ _ENTRIES: dict[str, dict[str, Any]] = {
         "test_split": "test",
         "class_name_style": "split_camel_case",  # CoOp: "ApplyEyeMakeup" -> "Apply_Eye_Makeup" -> "Apply Eye Makeup"
         "class_renames": {},
-        "verified": True,
-        "source": "Hub card of flwrlabs/ucf101 (image frames with video_id / clip_id / frame, label ClassLabel ApplyEyeMakeup..); CoOp uses one middle frame per video: filter frames before few-shot sampling",
+        "verified": False,
+        "source": "Hub card of flwrlabs/ucf101 (split names not seen) (image frames with video_id / clip_id / frame, label ClassLabel ApplyEyeMakeup..); CoOp uses one middle frame per video: filter frames before few-shot sampling",
     },
     "food101": {
         "hub_id": "ethz/food101",
