@@ -125,3 +125,15 @@ def test_mixed_modes_through_dataset(tiny_clip_dir, tmp_path):
     assert pixels.shape == (4, 3, 32, 32) and torch.isfinite(pixels).all()
     # the 16-bit copy of the grayscale image gives the same pixels as the 8-bit grayscale image
     torch.testing.assert_close(pixels[3], pixels[0], atol=0.05, rtol=0)
+
+
+def test_true_labels_never_reach_training_batches(tiny_clip_dir, tiny_image_dataset):
+    from nlprompt_hf.data import add_sample_index, inject_label_noise
+
+    processor = AutoImageProcessor.from_pretrained(tiny_clip_dir, backend="pil")
+    train = add_sample_index(
+        inject_label_noise(tiny_image_dataset["train"], rate=0.5, kind="symmetric", seed=0)
+    )
+    batch = with_image_transform(train, processor, augment=True, seed=0)[:8]
+    assert set(batch) == {"pixel_values", "label", "sample_idx"}
+    assert batch["label"] == train["label"][:8]  # the noisy labels

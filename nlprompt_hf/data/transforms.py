@@ -229,8 +229,12 @@ def build_image_transform(
     seed: int = 0,
     scale: Sequence[float] = (0.08, 1.0),
     image_column: str = "image",
+    drop_columns: Sequence[str] = ("clean_label", "is_noisy"),
 ) -> Callable[[dict[str, list]], dict[str, list]]:
     """A batch transform for `Dataset.with_transform`: images -> `pixel_values`, other columns passed through.
+
+    The true labels (`clean_label`, `is_noisy`) are dropped from the batches by default: what the training loss
+    sees must never depend on them.
 
     Each image is decoded with [`load_image`] (RGB, unreadable files named), optionally augmented with
     [`RandomResizedCropFlip`] (train only), then given to the checkpoint's own `image_processor`.
@@ -241,6 +245,7 @@ def build_image_transform(
         seed (`int`, *optional*, defaults to `0`): seed of the augmentation.
         scale (`tuple[float, float]`, *optional*, defaults to `(0.08, 1.0)`): area range of the crop.
         image_column (`str`, *optional*, defaults to `"image"`): the image column (replaced by `pixel_values`).
+        drop_columns (`Sequence[str]`, *optional*, defaults to `("clean_label", "is_noisy")`): columns left out.
 
     Returns:
         A function `batch -> batch` with a `pixel_values` tensor of shape (B, 3, H, W).
@@ -256,7 +261,7 @@ def build_image_transform(
         images = [load_image(value, row=row) for value, row in zip(batch[image_column], rows)]
         if augmenter is not None:
             images = [augmenter(image) for image in images]
-        out = {k: v for k, v in batch.items() if k != image_column}
+        out = {k: v for k, v in batch.items() if k != image_column and k not in drop_columns}
         out["pixel_values"] = image_processor(images=images, return_tensors="pt")["pixel_values"]
         return out
 
