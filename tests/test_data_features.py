@@ -140,3 +140,22 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert default_feature_cache_dir() == os.path.join(str(tmp_path), "nlprompt_hf", "features")
     monkeypatch.setenv("NLPROMPT_HF_FEATURE_CACHE", str(tmp_path / "feats"))
     assert default_feature_cache_dir() == str(tmp_path / "feats")
+
+
+def test_rebuilt_pipeline_hits_the_cache(model, processor, tmp_path):
+    """Fingerprints are content-derived: the same data, sampled and corrupted with the same seeds, is a hit."""
+    from nlprompt_hf.data import add_sample_index
+    from tests.tiny_clip import make_image_dataset
+
+    def pipeline():
+        train = make_image_dataset(n_per_class=6, num_classes=3, seed=0)["train"]
+        few = sample_fewshot(train, shots=4, seed=0)
+        return add_sample_index(inject_label_noise(few, rate=0.25, kind="symmetric", seed=0))
+
+    _, first = compute_image_features(
+        model, processor, pipeline(), cache_dir=tmp_path, progress=False, return_info=True
+    )
+    _, second = compute_image_features(
+        model, processor, pipeline(), cache_dir=tmp_path, progress=False, return_info=True
+    )
+    assert not first.hit and second.hit

@@ -343,8 +343,6 @@ def load_noisy_dataset(
             require_column(ds, clean_label_column, argument="clean_label_column", what="clean label")
         ds = _resolve_paths(ds, image_column)
         ds = ds.select_columns(list(kept))
-        if image_column != "image" and "image" in ds.column_names:  # an unrelated column named "image"
-            ds = ds.remove_columns("image")
         splits[name] = ds.rename_columns({k: v for k, v in kept.items() if k != v})
 
     raw_names = _resolve_class_names(splits, class_names, raw[train_split].features.get(label_column))
