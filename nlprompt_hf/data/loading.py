@@ -97,7 +97,18 @@ def clean_class_names(
 
 
 def get_class_names(dataset: Dataset | DatasetDict, label_column: str = "label") -> list[str]:
-    """The class names of a dataset loaded by [`load_noisy_dataset`] (the names of its `ClassLabel`)."""
+    """The class names of a dataset loaded by [`load_noisy_dataset`] (the names of its `ClassLabel`).
+
+    Example:
+
+    ```python
+    >>> from datasets import ClassLabel, Dataset, Features
+    >>> ds = Dataset.from_dict({"label": [0, 1]}, features=Features({"label": ClassLabel(names=["cat", "dog"])}))
+    >>> get_class_names(ds)
+    ['cat', 'dog']
+
+    ```
+    """
     if isinstance(dataset, DatasetDict):
         dataset = next(iter(dataset.values()))
     feature = dataset.features.get(label_column)

@@ -134,7 +134,17 @@ def to_rgb(image: PILImage.Image) -> PILImage.Image:
 
 
 def processor_output_size(image_processor: Any) -> tuple[int, int]:
-    """(height, width) of the pixels the processor produces: its crop size if it center-crops, else its size."""
+    """(height, width) of the pixels the processor produces: its crop size if it center-crops, else its size.
+
+    Example:
+
+    ```python
+    >>> from transformers import CLIPImageProcessorPil
+    >>> processor_output_size(CLIPImageProcessorPil(crop_size={"height": 32, "width": 32}))
+    (32, 32)
+
+    ```
+    """
     size = (
         getattr(image_processor, "crop_size", None)
         if getattr(image_processor, "do_center_crop", False)
@@ -249,6 +259,18 @@ def build_image_transform(
 
     Returns:
         A function `batch -> batch` with a `pixel_values` tensor of shape (B, 3, H, W).
+
+    Example:
+
+    ```python
+    >>> from PIL import Image
+    >>> from transformers import CLIPImageProcessorPil
+    >>> processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    >>> transform = build_image_transform(processor, augment=True, seed=0)
+    >>> transform({"image": [Image.new("L", (40, 48))], "label": [3]})["pixel_values"].shape
+    torch.Size([1, 3, 32, 32])
+
+    ```
     """
     augmenter = (
         RandomResizedCropFlip(processor_output_size(image_processor), seed=seed, scale=scale)
