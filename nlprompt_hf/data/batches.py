@@ -6,8 +6,9 @@ columns the loss may see are exposed (`clean_label` never is).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
+
+from .transforms import RandomResizedCropFlip, load_image, processor_output_size
 
 SAMPLE_INDEX = "sample_idx"
 
@@ -32,8 +33,8 @@ class FeatureLookup:
 class PixelTransform:
     """`with_transform` function: rows -> `{sample_idx, labels, pixel_values}` with the checkpoint's processor.
 
-    With `augment=True` every image gets a random resized crop (scale 0.08-1) and a horizontal flip drawn from
-    `np.random.default_rng((seed, epoch, sample_idx))`: the same sample in the same epoch always gets the same
+    With `augment=True` every image gets a random resized crop (scale 0.08-1) and a horizontal flip drawn from a generator
+    seeded with `(seed, epoch, sample_idx)`: the same sample in the same epoch always gets the same
     view, so a run resumed from a checkpoint sees exactly the views of an uninterrupted one. The trainer sets
     `epoch` at the start of every epoch.
     """
@@ -47,13 +48,12 @@ class PixelTransform:
         self.epoch = 0
 
     def __call__(self, batch: dict[str, list]) -> dict[str, torch.Tensor]:
-        from .transforms import random_resized_crop_flip, to_rgb
-
-        images = [to_rgb(img) for img in batch["image"]]
+        rows = batch[SAMPLE_INDEX]
+        images = [load_image(value, row=int(i)) for value, i in zip(batch["image"], rows)]
         if self.augment:
+            size = processor_output_size(self.image_processor)
             images = [
-                random_resized_crop_flip(img, np.random.default_rng((self.seed, self.epoch, int(i))))
-                for img, i in zip(images, batch[SAMPLE_INDEX])
+                RandomResizedCropFlip(size, seed=(self.seed, self.epoch, int(i)))(img) for img, i in zip(images, rows)
             ]
         pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
         return {

@@ -402,9 +402,11 @@ class NLPromptModel(nn.Module):
     # ------------------------------------------------------------------ inference helpers
     def preprocess(self, images) -> torch.Tensor:
         """PIL images (any mode) -> pixel values with the checkpoint's own image processor."""
+        from ..data.transforms import to_rgb
+
         if self.image_processor is None:
             raise ValueError("This model has no image processor; pass pixel values instead of images.")
-        rgb = [img if img.mode == "RGB" else img.convert("RGB") for img in images]
+        rgb = [to_rgb(img) for img in images]
         return self.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
 
     @torch.no_grad()
