@@ -164,6 +164,8 @@ class DataArguments:
         test_size (`float`, *optional*, defaults to `0.2`): held-out fraction when there is no test split.
         split_seed (`int`, *optional*, defaults to `0`): seed of that held-out split.
         max_eval_samples (`int`, *optional*): evaluate on the first N samples of the test split only (quick runs).
+        test_dataset_name_or_path (`str`, *optional*): take the test split from another dataset with the same
+            classes (Food-101N is tested on Food-101's test split).
     """
 
     dataset_name_or_path: str = field(
@@ -196,6 +198,13 @@ class DataArguments:
     split_seed: int = field(default=0, metadata={"help": "Seed of the held-out test split."})
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Evaluate on the first N test samples only (quick runs)."}
+    )
+    test_dataset_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Take the test split from this other dataset (same classes), e.g. `food101` to test prompts "
+            "learned on Food-101N. Read with its catalog / own defaults."
+        },
     )
 
     def __post_init__(self):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
@@ -44,13 +45,15 @@ def build_model_card(
         repo_id (`str`, *optional*): where the card will live (used in the usage snippet).
     """
     base = config.base_model_name_or_path or "unknown"
+    # Hub metadata may only name Hub repos: local paths stay in the text, not in `base_model` / `datasets`
+    is_hub_id = lambda name: bool(name) and "/" in name and not os.path.exists(name)  # noqa: E731
     data = ModelCardData(
         library_name="peft",
-        base_model=base if base != "unknown" else None,
+        base_model=base if is_hub_id(base) else None,
         license="apache-2.0",
         pipeline_tag="zero-shot-image-classification",
         tags=["nlprompt-hf", "prompt-learning", "coop", "noisy-labels", "clip", f"method:{method or 'unknown'}"],
-        datasets=[dataset] if dataset and "/" in dataset else None,
+        datasets=[dataset] if is_hub_id(dataset) else None,
     )
     noise_rows = {"label noise": "none given"} if not noise else {f"noise {k}": v for k, v in noise.items()}
     settings = {

@@ -105,6 +105,18 @@ def load_data(data_args: DataArguments):
 
         source = load_demo_task()
     data = load_noisy_dataset(source, **data_args.load_kwargs())
+    if data_args.test_dataset_name_or_path is not None:
+        from .data import get_class_names
+
+        other = load_noisy_dataset(data_args.test_dataset_name_or_path, test_split=data_args.test_split)
+        ours, theirs = get_class_names(data), get_class_names(other)
+        if ours != theirs:
+            raise ValueError(
+                f"Expected the test dataset {data_args.test_dataset_name_or_path!r} to have the training data's "
+                f"{len(ours)} classes in the same order, but found {len(theirs)} classes (first differences: "
+                f"{[(a, b) for a, b in zip(ours, theirs) if a != b][:3]}). Pass --class_names to align them."
+            )
+        data["test"] = other["test"]
     if data_args.max_eval_samples is not None and len(data["test"]) > data_args.max_eval_samples:
         data["test"] = data["test"].select(range(data_args.max_eval_samples))
     return data
@@ -420,7 +432,9 @@ def run_train(
     for method, result in baselines.items():
         card_results[f"{method} accuracy (test, same noisy data)"] = result["eval_accuracy"]
     if final_split:
-        card_results.update({f"PromptOT noisy-split {k}": v for k, v in final_split.items()})
+        names = {"clean_fraction": "PromptOT clean fraction (last epoch)", "precision": "noisy-split precision",
+                 "recall": "noisy-split recall", "f1": "noisy-split F1"}
+        card_results.update({names[k]: v for k, v in final_split.items()})
     card = build_model_card(
         model.config,
         method=training_args.method,

@@ -65,6 +65,7 @@ def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str) -> st
     else:
         ax_acc.text(0.5, 0.5, "no per-epoch evaluation\n(eval_strategy: epoch)", ha="center", va="center")
     ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="Test accuracy", ylim=(0, 100))
+    _integer_ticks(ax_loss, ax_acc)
     fig.savefig(path)
     return path
 
@@ -81,9 +82,17 @@ def plot_purification(history: Sequence[dict[str, Any]], path: str) -> str:
         if "noise_rate_true" in history[0]:
             ax.axhline(1 - history[0]["noise_rate_true"], color="grey", linestyle="--", label="true clean fraction")
     ax.set(xlabel="epoch (purification at its start)", ylabel="fraction", title="PromptOT split", ylim=(0, 1.02))
+    _integer_ticks(ax)
     ax.legend(fontsize=8)
     fig.savefig(path)
     return path
+
+
+def _integer_ticks(*axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _heatmap(ax, matrix: np.ndarray, class_names: Sequence[str], title: str, xlabel: str, ylabel: str) -> None:
