@@ -7,7 +7,8 @@ from datasets import Dataset, Image
 from PIL import Image as PILImage
 from transformers import AutoImageProcessor
 
-from nlprompt_hf.data import RandomResizedCropFlip, load_image, to_rgb, with_image_transform
+from nlprompt_hf.data import RandomResizedCropFlip, add_sample_index, load_image, to_rgb
+from nlprompt_hf.data.batches import PixelTransform, training_view
 from nlprompt_hf.data.transforms import processor_output_size
 from tests.tiny_clip import make_images
 
@@ -96,19 +97,28 @@ def test_random_resized_crop_flip_is_seeded_and_sized():
         RandomResizedCropFlip((8, 8), scale=(0.0, 1.0))
 
 
-def test_with_image_transform_uses_checkpoint_processor(tiny_clip_dir, tiny_image_dataset):
+def _pixels(dataset, processor, **kwargs):
+    return training_view(add_sample_index(dataset), PixelTransform(processor, **kwargs))
+
+
+def test_pixel_view_uses_checkpoint_processor(tiny_clip_dir, tiny_image_dataset):
     processor = AutoImageProcessor.from_pretrained(tiny_clip_dir, backend="pil")
     assert processor_output_size(processor) == (32, 32)
     train = tiny_image_dataset["train"]
-    plain = with_image_transform(train, processor)
+    plain = _pixels(train, processor)
     batch = plain[:4]
-    assert batch["pixel_values"].shape == (4, 3, 32, 32) and batch["label"] == train["label"][:4]
+    assert batch["pixel_values"].shape == (4, 3, 32, 32) and batch["labels"].tolist() == train["label"][:4]
     expected = processor(images=[im.convert("RGB") for im in train[:4]["image"]], return_tensors="pt")[
         "pixel_values"
     ]
     torch.testing.assert_close(batch["pixel_values"], expected)
-    augmented = with_image_transform(train, processor, augment=True, seed=0)[:4]["pixel_values"]
+    view = _pixels(train, processor, augment=True, seed=0)
+    augmented = view[:4]["pixel_values"]
     assert augmented.shape == (4, 3, 32, 32) and not torch.equal(augmented, expected)
+    # the view of a sample depends only on (seed, epoch, sample_idx): reproducible after a resume
+    torch.testing.assert_close(view[:4]["pixel_values"], augmented, rtol=0, atol=0)
+    view.format["format_kwargs"]["transform"].epoch = 1
+    assert not torch.equal(view[:4]["pixel_values"], augmented)
 
 
 def test_mixed_modes_through_dataset(tiny_clip_dir, tmp_path):
@@ -121,7 +131,7 @@ def test_mixed_modes_through_dataset(tiny_clip_dir, tmp_path):
         paths.append(str(tmp_path / f"{i}.png"))
         image.save(paths[-1])
     ds = Dataset.from_dict({"image": paths, "label": [0, 0, 0, 0]}).cast_column("image", Image())
-    pixels = with_image_transform(ds, processor)[:]["pixel_values"]
+    pixels = _pixels(ds, processor)[:]["pixel_values"]
     assert pixels.shape == (4, 3, 32, 32) and torch.isfinite(pixels).all()
     # the 16-bit copy of the grayscale image gives the same pixels as the 8-bit grayscale image
     torch.testing.assert_close(pixels[3], pixels[0], atol=0.05, rtol=0)
@@ -134,6 +144,6 @@ def test_true_labels_never_reach_training_batches(tiny_clip_dir, tiny_image_data
     train = add_sample_index(
         inject_label_noise(tiny_image_dataset["train"], rate=0.5, kind="symmetric", seed=0)
     )
-    batch = with_image_transform(train, processor, augment=True, seed=0)[:8]
-    assert set(batch) == {"pixel_values", "label", "sample_idx"}
-    assert batch["label"] == train["label"][:8]  # the noisy labels
+    batch = _pixels(train, processor, augment=True, seed=0)[:8]
+    assert set(batch) == {"pixel_values", "labels", "sample_idx"}
+    assert batch["labels"].tolist() == train["label"][:8]  # the noisy labels

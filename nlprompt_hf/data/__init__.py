@@ -21,11 +21,9 @@ from .loading import clean_class_names, get_class_names, load_noisy_dataset
 from .noise import NOISE_KINDS, add_sample_index, inject_label_noise, noise_report
 from .transforms import (
     RandomResizedCropFlip,
-    build_image_transform,
     load_image,
     processor_output_size,
     to_rgb,
-    with_image_transform,
 )
 
 __all__ = [
@@ -34,7 +32,6 @@ __all__ = [
     "FeatureCacheInfo",
     "RandomResizedCropFlip",
     "add_sample_index",
-    "build_image_transform",
     "clean_class_names",
     "compute_image_features",
     "default_feature_cache_dir",
@@ -47,5 +44,4 @@ __all__ = [
     "processor_output_size",
     "sample_fewshot",
     "to_rgb",
-    "with_image_transform",
 ]

@@ -7,6 +7,7 @@ columns the loss may see are exposed (`clean_label` never is).
 from __future__ import annotations
 
 import torch
+from datasets import Image
 
 from .transforms import RandomResizedCropFlip, load_image, processor_output_size
 
@@ -71,4 +72,8 @@ def training_view(dataset, transform):
             f"The dataset has no column(s) {missing}; found {dataset.column_names}. Load it with "
             "`nlprompt_hf.data` (image + label columns) and add the index with `add_sample_index`."
         )
-    return dataset.select_columns(list(transform.columns)).with_transform(transform)
+    view = dataset.select_columns(list(transform.columns))
+    if "image" in transform.columns:
+        # decoding is ours (`load_image`): any PIL mode to RGB, and an unreadable file is named in the error
+        view = view.cast_column("image", Image(decode=False))
+    return view.with_transform(transform)
