@@ -334,3 +334,47 @@ def test_bad_values_are_value_errors(tiny_clip_dir, imagefolder, tmp_path, capsy
     assert "noise_type" in capsys.readouterr().err
     assert main(["predict", "--adapter_name_or_path", "x", "--images", "a.png", "--output_file", "p.txt"]) == 1
     assert ".csv" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- the offline demo
+def test_no_arguments_runs_the_demo_recipe(tmp_path, monkeypatch, capsys):
+    """`nlprompt-hf train` alone parses the packaged demo recipe (the run itself is replaced here)."""
+    calls = []
+    monkeypatch.setattr(pipeline, "run_train", lambda *parsed: calls.append(parsed))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train"]) == 0
+    model, data, noise, run, args = calls[0]
+    assert (model.model_name_or_path, data.dataset_name_or_path) == ("demo", "demo")
+    assert (noise.shots, noise.noise_type, noise.noise_rate) == (16, "symmetric", 0.5)
+    assert args.method == "nlprompt" and run.baselines == ["coop"]
+    assert args.output_dir == "nlprompt-output"
+    assert "offline demo" in capsys.readouterr().out
+    # a second run does not overwrite the first one's results
+    os.makedirs(tmp_path / "nlprompt-output")
+    (tmp_path / "nlprompt-output" / "metrics.json").write_text("{}")
+    assert main(["train"]) == 1
+    assert "--overwrite_output_dir" in capsys.readouterr().err
+
+
+def _demo_installed():
+    from nlprompt_hf.demo import DEMO_CHECKPOINT
+
+    return os.path.isfile(os.path.join(DEMO_CHECKPOINT, "config.json"))
+
+
+@pytest.mark.demo
+@pytest.mark.skipif(not _demo_installed(), reason="the demo checkpoint is not built yet")
+def test_demo_smoke(tmp_path, capsys):
+    """The demo recipe end to end on the shipped CLIP, with fewer epochs."""
+    out = str(tmp_path / "demo")
+    argv = ["train", "--config", "demo", "--num_train_epochs", "3", "--output_dir", out, "--disable_tqdm", "true",
+            "--feature_cache_dir", str(tmp_path / "cache")]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for row in ("| zero-shot CLIP |", "| CoOp (CE) |", "| NLPrompt |"):
+        assert row in printed
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["num_train_samples"] == 160 and metrics["noise_report"]["realised_rate"] == pytest.approx(0.5)
+    assert 0.0 <= metrics["baselines"]["coop"]["eval_accuracy"] <= 1.0
+    assert 0.0 <= metrics["final_split"]["precision"] <= 1.0
