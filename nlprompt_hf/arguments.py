@@ -79,7 +79,8 @@ class ModelArguments:
         },
     )
     trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow checkpoints that ship their own modelling code (explicit opt-in)."}
+        default=False,
+        metadata={"help": "Allow checkpoints that ship their own modelling code (explicit opt-in)."},
     )
 
 
@@ -102,10 +103,13 @@ class AdapterArguments:
     )
     base_model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Use this CLIP instead of the base model recorded in the adapter (e.g. a local copy)."},
+        metadata={
+            "help": "Use this CLIP instead of the base model recorded in the adapter (e.g. a local copy)."
+        },
     )
     trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow checkpoints that ship their own modelling code (explicit opt-in)."}
+        default=False,
+        metadata={"help": "Allow checkpoints that ship their own modelling code (explicit opt-in)."},
     )
 
 
@@ -139,7 +143,9 @@ class AuditModelArguments(AdapterArguments):
     )
     zero_shot_template: str | None = field(
         default=None,
-        metadata={"help": "Template of the zero-shot prompts (default: the adapter's, else 'a photo of a {}.')."},
+        metadata={
+            "help": "Template of the zero-shot prompts (default: the adapter's, else 'a photo of a {}.')."
+        },
     )
 
 
@@ -188,13 +194,16 @@ class DataArguments:
     image_column: str | None = field(default=None, metadata={"help": "Image column (default: `image`)."})
     label_column: str | None = field(default=None, metadata={"help": "Label column (default: `label`)."})
     clean_label_column: str | None = field(
-        default=None, metadata={"help": "Column of verified true labels, if the dataset ships one next to noisy ones."}
+        default=None,
+        metadata={"help": "Column of verified true labels, if the dataset ships one next to noisy ones."},
     )
     class_names: list[str] | None = field(
         default=None,
         metadata={"help": "Class names in label-id order, or the path of one JSON file holding them."},
     )
-    test_size: float = field(default=0.2, metadata={"help": "Held-out fraction when the dataset has no test split."})
+    test_size: float = field(
+        default=0.2, metadata={"help": "Held-out fraction when the dataset has no test split."}
+    )
     split_seed: int = field(default=0, metadata={"help": "Seed of the held-out test split."})
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Evaluate on the first N test samples only (quick runs)."}
@@ -246,7 +255,9 @@ class NoiseArguments:
         noise_seed (`int`, *optional*, defaults to `1`): seed of the noise.
     """
 
-    shots: int = field(default=16, metadata={"help": "Examples per class (few-shot); 0 keeps the whole train split."})
+    shots: int = field(
+        default=16, metadata={"help": "Examples per class (few-shot); 0 keeps the whole train split."}
+    )
     fewshot_seed: int = field(default=1, metadata={"help": "Seed of the few-shot sampler (0 is a seed too)."})
     noise_type: str = field(
         default="real",
@@ -265,7 +276,9 @@ class NoiseArguments:
         if self.shots < 0:
             raise ValueError(f"Expected `shots` >= 0 (0 = all samples), but got {self.shots}.")
         if not 0 <= self.noise_rate < 1:
-            raise ValueError(f"Expected `noise_rate` in [0, 1), but got {self.noise_rate}. Use e.g. 0.5 for 50%.")
+            raise ValueError(
+                f"Expected `noise_rate` in [0, 1), but got {self.noise_rate}. Use e.g. 0.5 for 50%."
+            )
         if self.noise_type == "real" and self.noise_rate != 0:
             raise ValueError(
                 f"noise_type='real' takes the labels as given, but noise_rate={self.noise_rate} was set. Pass "
@@ -281,7 +294,9 @@ class AuditDataArguments(NoiseArguments):
     finds it (AUROC).
     """
 
-    shots: int = field(default=0, metadata={"help": "Audit a few-shot subset (examples per class); 0 audits all."})
+    shots: int = field(
+        default=0, metadata={"help": "Audit a few-shot subset (examples per class); 0 audits all."}
+    )
 
 
 # --------------------------------------------------------------------------------------------------- commands
@@ -329,10 +344,13 @@ class EvaluateArguments:
     """
 
     eval_split: str = field(
-        default="test", metadata={"help": "Which split to score: `test` or `train`.", "choices": ["test", "train"]}
+        default="test",
+        metadata={"help": "Which split to score: `test` or `train`.", "choices": ["test", "train"]},
     )
     output_file: str | None = field(default=None, metadata={"help": "Write the metrics to this JSON file."})
-    batch_size: int = field(default=_default_of("feature_batch_size"), metadata={"help": "Images per forward pass."})
+    batch_size: int = field(
+        default=_default_of("feature_batch_size"), metadata={"help": "Images per forward pass."}
+    )
     feature_cache_dir: str | None = field(
         default=_default_of("feature_cache_dir"), metadata={"help": _help_of("feature_cache_dir")}
     )
@@ -372,7 +390,9 @@ class PredictArguments:
         default="predictions.csv", metadata={"help": "Where to write the predictions: .csv, .json or .jsonl."}
     )
     top_k: int = field(default=5, metadata={"help": "Number of best classes listed per image."})
-    batch_size: int = field(default=_default_of("feature_batch_size"), metadata={"help": "Images per forward pass."})
+    batch_size: int = field(
+        default=_default_of("feature_batch_size"), metadata={"help": "Images per forward pass."}
+    )
 
     def __post_init__(self):
         if self.top_k < 1:
@@ -416,22 +436,34 @@ class AuditArguments:
     ot_temperature: float = field(
         default=_default_of("ot_temperature"), metadata={"help": _help_of("ot_temperature")}
     )
-    batch_size: int = field(default=_default_of("feature_batch_size"), metadata={"help": "Images per forward pass."})
+    batch_size: int = field(
+        default=_default_of("feature_batch_size"), metadata={"help": "Images per forward pass."}
+    )
     feature_cache_dir: str | None = field(
         default=_default_of("feature_cache_dir"), metadata={"help": _help_of("feature_cache_dir")}
     )
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow writing into a non-empty output_dir."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into a non-empty output_dir."}
+    )
     push_to_hub: bool = field(
         default=False, metadata={"help": "Upload the audited dataset to the Hub (`Dataset.push_to_hub`)."}
     )
-    hub_dataset_id: str | None = field(default=None, metadata={"help": "Dataset repo id to push the audit to."})
-    hub_private_repo: bool | None = field(default=None, metadata={"help": "Make the pushed dataset repo private."})
+    hub_dataset_id: str | None = field(
+        default=None, metadata={"help": "Dataset repo id to push the audit to."}
+    )
+    hub_private_repo: bool | None = field(
+        default=None, metadata={"help": "Make the pushed dataset repo private."}
+    )
 
     def __post_init__(self):
         _check_choice("audit_split", self.audit_split, ("train", "test"))
-        _check_choice("ot_cost", self.ot_cost, NLPromptConfig.__dataclass_fields__["ot_cost"].metadata["choices"])
+        _check_choice(
+            "ot_cost", self.ot_cost, NLPromptConfig.__dataclass_fields__["ot_cost"].metadata["choices"]
+        )
         if not self.ot_reg > 0:
-            raise ValueError(f"Expected `ot_reg` > 0 (Sinkhorn's entropic regularisation), but got {self.ot_reg}.")
+            raise ValueError(
+                f"Expected `ot_reg` > 0 (Sinkhorn's entropic regularisation), but got {self.ot_reg}."
+            )
         if self.push_to_hub and not self.hub_dataset_id:
             raise ValueError(
                 "--push_to_hub needs --hub_dataset_id (e.g. `me/my-dataset-audited`): the repo to upload the "

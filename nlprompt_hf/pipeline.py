@@ -129,7 +129,9 @@ def prepare_training_set(train, noise_args: NoiseArguments):
     if noise_args.shots:
         train = sample_fewshot(train, shots=noise_args.shots, seed=noise_args.fewshot_seed)
     if noise_args.noise_type != "real":
-        train = inject_label_noise(train, rate=noise_args.noise_rate, kind=noise_args.noise_type, seed=noise_args.noise_seed)
+        train = inject_label_noise(
+            train, rate=noise_args.noise_rate, kind=noise_args.noise_type, seed=noise_args.noise_seed
+        )
     return train
 
 
@@ -141,11 +143,18 @@ def _features(model, dataset, batch_size: int, cache_dir: str | None, progress: 
     from .data import compute_image_features
 
     return compute_image_features(
-        model.clip, model.image_processor, dataset, batch_size=batch_size, cache_dir=cache_dir, progress=progress
+        model.clip,
+        model.image_processor,
+        dataset,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        progress=progress,
     )
 
 
-def _classification_metrics(logits: torch.Tensor | np.ndarray, labels: np.ndarray, class_names: Sequence[str]):
+def _classification_metrics(
+    logits: torch.Tensor | np.ndarray, labels: np.ndarray, class_names: Sequence[str]
+):
     from .metrics import accuracy, confusion_matrix, per_class_accuracy
 
     preds = np.asarray(torch.as_tensor(logits).argmax(-1))
@@ -189,9 +198,18 @@ def _check_output_dir(path: str, overwrite: bool) -> None:
         raise ValueError(f"Expected --output_dir to be a directory, but {path!r} is a file.")
 
 
-def _staging_dir(final: str, overwrite: bool, resuming: bool) -> str:
-    """Create (or reuse, when resuming) `<final>.incomplete`, where the run writes everything."""
+def _staging_dir(final: str, overwrite: bool, resuming) -> str:
+    """Create (or reuse, when resuming) `<final>.incomplete`, where the run writes everything.
+
+    `resuming` is `None` (a new run), `True` (the last checkpoint of the unfinished run) or a checkpoint path. An
+    unfinished run with checkpoints is never discarded silently: a new run then needs `overwrite`.
+    """
     work = os.path.normpath(final) + INCOMPLETE_SUFFIX
+    if resuming is True and not os.path.isdir(work):
+        raise ValueError(
+            f"--resume_from_checkpoint true continues an unfinished run of {final!r}, but there is none ({work!r} "
+            "does not exist). Drop the flag to start a new run, or pass the path of a checkpoint folder."
+        )
     if os.path.exists(work):
         if not os.path.isfile(os.path.join(work, INCOMPLETE_MARKER)):
             raise ValueError(
@@ -199,13 +217,13 @@ def _staging_dir(final: str, overwrite: bool, resuming: bool) -> str:
                 "folder of this output directory. Move it away or choose another --output_dir."
             )
         if not resuming:
-            if not overwrite:
-                checkpoints = sorted(n for n in os.listdir(work) if n.startswith("checkpoint-"))
+            checkpoints = sorted(n for n in os.listdir(work) if n.startswith("checkpoint-"))
+            if checkpoints and not overwrite:
                 raise ValueError(
                     f"An unfinished run of this output directory is in {work!r} (checkpoints: {checkpoints or 'none'}). "
                     "Pass --resume_from_checkpoint true to continue it, or --overwrite_output_dir to start over."
                 )
-            shutil.rmtree(work)
+            shutil.rmtree(work)  # nothing worth keeping: no checkpoint, or the user asked to overwrite
     os.makedirs(work, exist_ok=True)
     with open(os.path.join(work, INCOMPLETE_MARKER), "w", encoding="utf-8") as f:
         f.write(
@@ -322,130 +340,161 @@ def run_train(
     resume = _resume_value(training_args.resume_from_checkpoint)
     _check_output_dir(final_dir, training_args.overwrite_output_dir)
     if training_args.push_to_hub and not training_args.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id (e.g. `me/clip-prompts-eurosat`), the repo to upload to.")
-
-    data = load_data(data_args)
-    class_names = get_class_names(data)
-    train = prepare_training_set(data["train"], noise_args)
-    noise = noise_report(train)
-    train, test = add_sample_index(train), add_sample_index(data["test"])
-
-    base = resolve_model_path(model_args.model_name_or_path)
-    model = NLPromptModel.from_base(
-        base, class_names, trust_remote_code=model_args.trust_remote_code, **training_args.prompt_kwargs()
-    )
-    progress = not training_args.disable_tqdm
-    batch = training_args.feature_batch_size
-    test_features = _features(model, test, batch, training_args.feature_cache_dir, progress)
-    train_features = (
-        _features(model, train, batch, training_args.feature_cache_dir, progress)
-        if training_args.use_feature_cache
-        else None
-    )
-
-    work_dir = _staging_dir(final_dir, training_args.overwrite_output_dir, resuming=resume is not None)
-    # the Trainer works in the staging folder (checkpoints included) and never talks to the Hub itself
-    args = dataclasses.replace(training_args, output_dir=work_dir, push_to_hub=False, resume_from_checkpoint=None)
-    trainer = NLPromptTrainer(
-        model=model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=test,
-        train_features=train_features,
-        eval_features=test_features if training_args.use_feature_cache else None,
-    )
-    _quiet_trainer(trainer, summary=True)
-    train_output = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(work_dir)
-    trainer.save_state()
-
-    prediction = trainer.predict(trainer.eval_dataset)
-    test_labels = _labels(test)
-    results, confusion = _classification_metrics(prediction.predictions, test_labels, class_names)
-    zero_shot, _ = _classification_metrics(model.zero_shot_logits(test_features), test_labels, class_names)
-
-    baselines = {}
-    for method in run_args.baselines or ():
-        if method == training_args.method:
-            continue
-        baselines[method] = _train_baseline(
-            method, base, model_args, class_names, training_args, train, test, train_features, test_features
+        raise ValueError(
+            "--push_to_hub needs --hub_model_id (e.g. `me/clip-prompts-eurosat`), the repo to upload to."
         )
 
-    history = trainer.purification_history
-    final_split = None
-    if history:
-        last = history[-1]
-        final_split = {
-            "clean_fraction": last["clean_fraction"],
-            **{k: last[f"noise_{k}"] for k in ("precision", "recall", "f1") if f"noise_{k}" in last},
+    work_dir = _staging_dir(final_dir, training_args.overwrite_output_dir, resuming=resume)
+    try:
+        data = load_data(data_args)
+        class_names = get_class_names(data)
+        train = prepare_training_set(data["train"], noise_args)
+        noise = noise_report(train)
+        train, test = add_sample_index(train), add_sample_index(data["test"])
+
+        base = resolve_model_path(model_args.model_name_or_path)
+        model = NLPromptModel.from_base(
+            base, class_names, trust_remote_code=model_args.trust_remote_code, **training_args.prompt_kwargs()
+        )
+        progress = not training_args.disable_tqdm
+        batch = training_args.feature_batch_size
+        test_features = _features(model, test, batch, training_args.feature_cache_dir, progress)
+        train_features = (
+            _features(model, train, batch, training_args.feature_cache_dir, progress)
+            if training_args.use_feature_cache
+            else None
+        )
+
+        # the Trainer works in the staging folder (checkpoints included) and never talks to the Hub itself
+        args = dataclasses.replace(
+            training_args, output_dir=work_dir, push_to_hub=False, resume_from_checkpoint=None
+        )
+        trainer = NLPromptTrainer(
+            model=model,
+            args=args,
+            train_dataset=train,
+            eval_dataset=test,
+            train_features=train_features,
+            eval_features=test_features if training_args.use_feature_cache else None,
+        )
+        _quiet_trainer(trainer, summary=True)
+        train_output = trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model(work_dir)
+        trainer.save_state()
+
+        prediction = trainer.predict(trainer.eval_dataset)
+        test_labels = _labels(test)
+        results, confusion = _classification_metrics(prediction.predictions, test_labels, class_names)
+        zero_shot, _ = _classification_metrics(
+            model.zero_shot_logits(test_features), test_labels, class_names
+        )
+
+        baselines = {}
+        for method in run_args.baselines or ():
+            if method == training_args.method:
+                continue
+            baselines[method] = _train_baseline(
+                method,
+                base,
+                model_args,
+                class_names,
+                training_args,
+                train,
+                test,
+                train_features,
+                test_features,
+            )
+
+        history = trainer.purification_history
+        final_split = None
+        if history:
+            last = history[-1]
+            final_split = {
+                "clean_fraction": last["clean_fraction"],
+                **{k: last[f"noise_{k}"] for k in ("precision", "recall", "f1") if f"noise_{k}" in last},
+            }
+        noise_settings = (
+            {"type": "real", "shots": noise_args.shots}
+            if noise_args.noise_type == "real"
+            else {
+                "type": noise_args.noise_type,
+                "rate": noise_args.noise_rate,
+                "seed": noise_args.noise_seed,
+                "shots": noise_args.shots,
+            }
+        )
+        dataset_name = data_args.dataset_name_or_path
+        metrics = {
+            "method": training_args.method,
+            "base_model": model_args.model_name_or_path,
+            "dataset": dataset_name,
+            "class_names": class_names,
+            "noise": noise_settings,
+            "num_train_samples": len(train),
+            "num_test_samples": len(test),
+            "num_train_epochs": training_args.num_train_epochs,
+            "eval_accuracy": results["accuracy"],
+            "per_class_accuracy": results["per_class_accuracy"],
+            "zero_shot_accuracy": zero_shot["accuracy"],
+            "zero_shot_per_class_accuracy": zero_shot["per_class_accuracy"],
+            "baselines": baselines,
+            "final_split": final_split,
+            "purification": history,
+            "noise_report": noise,
+            "confusion_matrix": confusion.tolist(),
+            "train_runtime": train_output.metrics.get("train_runtime"),
         }
-    noise_settings = (
-        {"type": "real", "shots": noise_args.shots}
-        if noise_args.noise_type == "real"
-        else {"type": noise_args.noise_type, "rate": noise_args.noise_rate, "seed": noise_args.noise_seed,
-              "shots": noise_args.shots}
-    )
-    dataset_name = data_args.dataset_name_or_path
-    metrics = {
-        "method": training_args.method,
-        "base_model": model_args.model_name_or_path,
-        "dataset": dataset_name,
-        "class_names": class_names,
-        "noise": noise_settings,
-        "num_train_samples": len(train),
-        "num_test_samples": len(test),
-        "num_train_epochs": training_args.num_train_epochs,
-        "eval_accuracy": results["accuracy"],
-        "per_class_accuracy": results["per_class_accuracy"],
-        "zero_shot_accuracy": zero_shot["accuracy"],
-        "zero_shot_per_class_accuracy": zero_shot["per_class_accuracy"],
-        "baselines": baselines,
-        "final_split": final_split,
-        "purification": history,
-        "noise_report": noise,
-        "confusion_matrix": confusion.tolist(),
-        "train_runtime": train_output.metrics.get("train_runtime"),
-    }
-    _write_json(os.path.join(work_dir, METRICS_NAME), metrics)
+        _write_json(os.path.join(work_dir, METRICS_NAME), metrics)
 
-    if run_args.report:
-        estimated = None
-        if trainer.last_purification is not None:
-            from .metrics import transition_matrix
+        if run_args.report:
+            estimated = None
+            if trainer.last_purification is not None:
+                from .metrics import transition_matrix
 
-            given = _labels(train)
-            pseudo = trainer.last_purification.pseudo_labels.cpu().numpy()
-            estimated = np.asarray(transition_matrix(given, pseudo, len(class_names)))
-        true = noise.get("transition_matrix")
-        write_report(
-            work_dir,
-            metrics,
-            trainer.state.log_history,
-            class_names=class_names,
-            confusion=confusion,
-            estimated_transition=estimated,
-            true_transition=None if true is None else np.asarray(true),
+                given = _labels(train)
+                pseudo = trainer.last_purification.pseudo_labels.cpu().numpy()
+                estimated = np.asarray(transition_matrix(given, pseudo, len(class_names)))
+            true = noise.get("transition_matrix")
+            write_report(
+                work_dir,
+                metrics,
+                trainer.state.log_history,
+                class_names=class_names,
+                confusion=confusion,
+                estimated_transition=estimated,
+                true_transition=None if true is None else np.asarray(true),
+            )
+
+        card_results = {
+            "top-1 accuracy (test)": results["accuracy"],
+            "zero-shot accuracy (test)": zero_shot["accuracy"],
+        }
+        for method, result in baselines.items():
+            card_results[f"{method} accuracy (test, same noisy data)"] = result["eval_accuracy"]
+        if final_split:
+            names = {
+                "clean_fraction": "PromptOT clean fraction (last epoch)",
+                "precision": "noisy-split precision",
+                "recall": "noisy-split recall",
+                "f1": "noisy-split F1",
+            }
+            card_results.update({names[k]: v for k, v in final_split.items()})
+        card = build_model_card(
+            model.config,
+            method=training_args.method,
+            dataset=dataset_name,
+            noise=noise_settings,
+            results=card_results,
+            repo_id=training_args.hub_model_id if training_args.push_to_hub else None,
         )
+        card.save(os.path.join(work_dir, "README.md"))
 
-    card_results = {"top-1 accuracy (test)": results["accuracy"], "zero-shot accuracy (test)": zero_shot["accuracy"]}
-    for method, result in baselines.items():
-        card_results[f"{method} accuracy (test, same noisy data)"] = result["eval_accuracy"]
-    if final_split:
-        names = {"clean_fraction": "PromptOT clean fraction (last epoch)", "precision": "noisy-split precision",
-                 "recall": "noisy-split recall", "f1": "noisy-split F1"}
-        card_results.update({names[k]: v for k, v in final_split.items()})
-    card = build_model_card(
-        model.config,
-        method=training_args.method,
-        dataset=dataset_name,
-        noise=noise_settings,
-        results=card_results,
-        repo_id=training_args.hub_model_id if training_args.push_to_hub else None,
-    )
-    card.save(os.path.join(work_dir, "README.md"))
-
-    _publish(work_dir, final_dir, run_args.keep_checkpoints)
+        _publish(work_dir, final_dir, run_args.keep_checkpoints)
+    except BaseException:
+        # keep an unfinished run only when it has a checkpoint to resume from; it never looks finished anyway
+        if os.path.isdir(work_dir) and not any(n.startswith("checkpoint-") for n in os.listdir(work_dir)):
+            shutil.rmtree(work_dir, ignore_errors=True)
+        raise
     if trainer.is_world_process_zero():
         print(f"\nResults on the test split ({len(test)} images):\n{summary_table(metrics)}")
         print(f"\nWrote {final_dir}/ (adapter, metrics.json, report.md, README.md).")
@@ -460,7 +509,9 @@ def run_train(
     return metrics
 
 
-def _train_baseline(method, base, model_args, class_names, training_args, train, test, train_features, test_features):
+def _train_baseline(
+    method, base, model_args, class_names, training_args, train, test, train_features, test_features
+):
     """Train `method` on the same noisy data and return its test accuracy (nothing is saved)."""
     from .prompt_adapter import NLPromptModel
     from .trainer import NLPromptTrainer
@@ -493,7 +544,10 @@ def _train_baseline(method, base, model_args, class_names, training_args, train,
     preds = np.asarray(torch.as_tensor(prediction.predictions).argmax(-1))
     from .metrics import accuracy
 
-    return {"eval_accuracy": float(accuracy(preds, _labels(test))), "train_runtime": output.metrics.get("train_runtime")}
+    return {
+        "eval_accuracy": float(accuracy(preds, _labels(test))),
+        "train_runtime": output.metrics.get("train_runtime"),
+    }
 
 
 # --------------------------------------------------------------------------------------------------- evaluate
@@ -507,7 +561,9 @@ def _eval_split(data, split: str):
     return data["test"] if split == "test" else data["train"]
 
 
-def run_evaluate(adapter_args: AdapterArguments, data_args: DataArguments, eval_args: EvaluateArguments) -> dict:
+def run_evaluate(
+    adapter_args: AdapterArguments, data_args: DataArguments, eval_args: EvaluateArguments
+) -> dict:
     """`nlprompt-hf evaluate`: top-1 and per-class accuracy of a saved adapter on a dataset split."""
     from .data import get_class_names
     from .prompt_adapter import NLPromptModel
@@ -530,7 +586,9 @@ def run_evaluate(adapter_args: AdapterArguments, data_args: DataArguments, eval_
         split=eval_args.eval_split,
         confusion_matrix=confusion.tolist(),
     )
-    _report_classification(f"{adapter_args.adapter_name_or_path} on {data_args.dataset_name_or_path}", metrics)
+    _report_classification(
+        f"{adapter_args.adapter_name_or_path} on {data_args.dataset_name_or_path}", metrics
+    )
     if eval_args.output_file:
         _write_json(eval_args.output_file, metrics)
     return metrics
@@ -560,7 +618,9 @@ def run_zero_shot(model_args: ModelArguments, data_args: DataArguments, eval_arg
         split=eval_args.eval_split,
         confusion_matrix=confusion.tolist(),
     )
-    _report_classification(f"zero-shot {model_args.model_name_or_path} ({eval_args.zero_shot_template!r})", metrics)
+    _report_classification(
+        f"zero-shot {model_args.model_name_or_path} ({eval_args.zero_shot_template!r})", metrics
+    )
     if eval_args.output_file:
         _write_json(eval_args.output_file, metrics)
     return metrics
@@ -575,7 +635,9 @@ def _image_files(paths: Sequence[str]) -> list[str]:
             for root, _, names in os.walk(path):
                 found += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
             if not found:
-                raise ValueError(f"Expected image files ({', '.join(IMAGE_EXTENSIONS)}) in {path!r}, found none.")
+                raise ValueError(
+                    f"Expected image files ({', '.join(IMAGE_EXTENSIONS)}) in {path!r}, found none."
+                )
             files += sorted(found)
         elif os.path.isfile(path):
             files.append(path)
@@ -598,7 +660,9 @@ def run_predict(adapter_args: AdapterArguments, predict_args: PredictArguments) 
     files = _image_files(predict_args.images)
     k = min(predict_args.top_k, model.num_classes)
     rows = []
-    for start in tqdm(range(0, len(files), predict_args.batch_size), desc="Predicting", disable=len(files) < 256):
+    for start in tqdm(
+        range(0, len(files), predict_args.batch_size), desc="Predicting", disable=len(files) < 256
+    ):
         chunk = files[start : start + predict_args.batch_size]
         images = []
         for path in chunk:
@@ -606,7 +670,9 @@ def run_predict(adapter_args: AdapterArguments, predict_args: PredictArguments) 
                 with Image.open(path) as img:
                     images.append(img.convert("RGB"))
             except OSError as err:
-                raise ValueError(f"Could not read the image {path!r} ({err}). Remove it or fix the file.") from err
+                raise ValueError(
+                    f"Could not read the image {path!r} ({err}). Remove it or fix the file."
+                ) from err
         probs = model.predict(images).probabilities
         top_p, top_i = probs.topk(k, dim=-1)
         for path, p_row, i_row in zip(chunk, top_p.tolist(), top_i.tolist()):
@@ -615,7 +681,9 @@ def run_predict(adapter_args: AdapterArguments, predict_args: PredictArguments) 
                     "path": path,
                     "label": model.class_names[i_row[0]],
                     "probability": p_row[0],
-                    "top_k": [{"label": model.class_names[i], "probability": p} for i, p in zip(i_row, p_row)],
+                    "top_k": [
+                        {"label": model.class_names[i], "probability": p} for i, p in zip(i_row, p_row)
+                    ],
                 }
             )
     out = predict_args.output_file
@@ -671,17 +739,27 @@ def run_audit(
     base = resolve_model_path(model_args.base_model_name_or_path)
     if model_args.adapter_name_or_path is not None:
         model = NLPromptModel.from_pretrained(
-            model_args.adapter_name_or_path, base_model_name_or_path=base, trust_remote_code=model_args.trust_remote_code
+            model_args.adapter_name_or_path,
+            base_model_name_or_path=base,
+            trust_remote_code=model_args.trust_remote_code,
         )
         model.check_class_names(class_names)
         with torch.no_grad():
             prototypes = model.text_features()
         scorer = f"learned prompts {model_args.adapter_name_or_path}"
     else:
-        kwargs = {} if model_args.zero_shot_template is None else {"zero_shot_template": model_args.zero_shot_template}
-        model = NLPromptModel.from_base(base, class_names, trust_remote_code=model_args.trust_remote_code, **kwargs)
+        kwargs = (
+            {}
+            if model_args.zero_shot_template is None
+            else {"zero_shot_template": model_args.zero_shot_template}
+        )
+        model = NLPromptModel.from_base(
+            base, class_names, trust_remote_code=model_args.trust_remote_code, **kwargs
+        )
         prototypes = model.zero_shot_text_features()
-        scorer = f"zero-shot prompts {model.config.zero_shot_template!r} of {model_args.base_model_name_or_path}"
+        scorer = (
+            f"zero-shot prompts {model.config.zero_shot_template!r} of {model_args.base_model_name_or_path}"
+        )
     feats = _features(model, split, audit_args.batch_size, audit_args.feature_cache_dir)
     given = _labels(split)
     result = purify(
@@ -739,11 +817,26 @@ def run_audit(
     clean = _labels(split, "clean_label") if "clean_label" in split.column_names else None
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        header = ["rank", "row_index", "image", "given_label", "suggested_label", "label_issue", "label_score"]
+        header = [
+            "rank",
+            "row_index",
+            "image",
+            "given_label",
+            "suggested_label",
+            "label_issue",
+            "label_score",
+        ]
         writer.writerow(header + (["clean_label"] if clean is not None else []))
         for r, i in enumerate(order):
-            row = [r, int(i), paths[i], class_names[given[i]], class_names[suggested[i]], bool(issue[i]),
-                   f"{score[i]:.6f}"]
+            row = [
+                r,
+                int(i),
+                paths[i],
+                class_names[given[i]],
+                class_names[suggested[i]],
+                bool(issue[i]),
+                f"{score[i]:.6f}",
+            ]
             writer.writerow(row + ([class_names[clean[i]]] if clean is not None else []))
     audited.save_to_disk(os.path.join(audit_args.output_dir, "audited_dataset"))
     _write_json(os.path.join(audit_args.output_dir, "audit_metrics.json"), metrics)

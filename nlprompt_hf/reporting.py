@@ -77,11 +77,17 @@ def plot_purification(history: Sequence[dict[str, Any]], path: str) -> str:
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["clean_fraction"] for h in history], marker="o", markersize=3, label="clean fraction")
     if history and "noise_precision" in history[0]:
-        ax.plot(epochs, [h["noise_precision"] for h in history], marker="s", markersize=3, label="noisy precision")
+        ax.plot(
+            epochs, [h["noise_precision"] for h in history], marker="s", markersize=3, label="noisy precision"
+        )
         ax.plot(epochs, [h["noise_recall"] for h in history], marker="^", markersize=3, label="noisy recall")
         if "noise_rate_true" in history[0]:
-            ax.axhline(1 - history[0]["noise_rate_true"], color="grey", linestyle="--", label="true clean fraction")
-    ax.set(xlabel="epoch (purification at its start)", ylabel="fraction", title="PromptOT split", ylim=(0, 1.02))
+            ax.axhline(
+                1 - history[0]["noise_rate_true"], color="grey", linestyle="--", label="true clean fraction"
+            )
+    ax.set(
+        xlabel="epoch (purification at its start)", ylabel="fraction", title="PromptOT split", ylim=(0, 1.02)
+    )
     _integer_ticks(ax)
     ax.legend(fontsize=8)
     fig.savefig(path)
@@ -95,7 +101,9 @@ def _integer_ticks(*axes) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _heatmap(ax, matrix: np.ndarray, class_names: Sequence[str], title: str, xlabel: str, ylabel: str) -> None:
+def _heatmap(
+    ax, matrix: np.ndarray, class_names: Sequence[str], title: str, xlabel: str, ylabel: str
+) -> None:
     matrix = np.asarray(matrix, dtype=float)
     rows = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
@@ -129,7 +137,12 @@ def plot_transition_matrices(
     fig = _figure(size * panels, size)
     axes = np.atleast_1d(fig.subplots(1, panels))
     image = _heatmap(
-        axes[0], estimated, class_names, "Estimated: given label → PromptOT label", "PromptOT label", "given label"
+        axes[0],
+        estimated,
+        class_names,
+        "Estimated: given label → PromptOT label",
+        "PromptOT label",
+        "given label",
     )
     if true is not None:
         _heatmap(axes[1], true, class_names, "True: clean label → given label", "given label", "clean label")
@@ -162,7 +175,12 @@ def summary_table(metrics: dict[str, Any]) -> str:
         rows.append((_METHOD_NAMES.get(name, name), result.get("eval_accuracy"), None, None))
     split = metrics.get("final_split") or {}
     rows.append(
-        (_METHOD_NAMES.get(method, method), metrics.get("eval_accuracy"), split.get("precision"), split.get("recall"))
+        (
+            _METHOD_NAMES.get(method, method),
+            metrics.get("eval_accuracy"),
+            split.get("precision"),
+            split.get("recall"),
+        )
     )
     lines = [
         "| method | top-1 accuracy (%) | noisy-split precision (%) | noisy-split recall (%) |",
@@ -216,9 +234,13 @@ def write_report(
         "training samples": noise.get("num_samples"),
         "test samples": metrics.get("num_test_samples"),
         "noise": _noise_text(metrics.get("noise")),
-        "realised noise rate": None if noise.get("realised_rate") is None else f"{noise['realised_rate']:.3f}",
+        "realised noise rate": None
+        if noise.get("realised_rate") is None
+        else f"{noise['realised_rate']:.3f}",
         "epochs": metrics.get("num_train_epochs"),
-        "training time (s)": None if metrics.get("train_runtime") is None else f"{metrics['train_runtime']:.1f}",
+        "training time (s)": None
+        if metrics.get("train_runtime") is None
+        else f"{metrics['train_runtime']:.1f}",
     }
     lines = [f"# NLPrompt run report: {metrics.get('dataset', '')}", ""]
     lines += ["## Setup", "", "| | |", "|---|---|"]
@@ -238,7 +260,9 @@ def write_report(
                 f"- samples flagged noisy: precision {last['noise_precision']:.3f}, recall {last['noise_recall']:.3f}, "
                 f"F1 {last.get('noise_f1', float('nan')):.3f}"
             )
-        lines.append(f"- Sinkhorn: {last.get('ot_iterations', 0):.0f} iterations, {last.get('ot_seconds', 0):.3f} s")
+        lines.append(
+            f"- Sinkhorn: {last.get('ot_iterations', 0):.0f} iterations, {last.get('ot_seconds', 0):.3f} s"
+        )
         lines.append("")
     lines += ["## Plots", ""]
     for title, name, caption in plots:

@@ -15,7 +15,12 @@ from nlprompt_hf import pipeline
 from nlprompt_hf.cli import COMMANDS, _dataclasses, main, make_parser
 from tests.tiny_clip import make_image_dataset
 
-NAMES = ["blue bar", "green circle", "red square", "yellow dot"]  # folder names, sorted, underscores -> spaces
+NAMES = [
+    "blue bar",
+    "green circle",
+    "red square",
+    "yellow dot",
+]  # folder names, sorted, underscores -> spaces
 
 
 def _write_imagefolder(root, n_per_class=8, num_classes=4, seed=0):
@@ -126,7 +131,12 @@ def test_report_references_valid_pngs(trained):
     with open(os.path.join(out, "report.md")) as f:
         report = f.read()
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert {"training_curves.png", "purification.png", "transition_matrices.png", "confusion_matrix.png"} <= set(images)
+    assert {
+        "training_curves.png",
+        "purification.png",
+        "transition_matrices.png",
+        "confusion_matrix.png",
+    } <= set(images)
     for name in images:
         with Image.open(os.path.join(out, name)) as img:
             img.verify()
@@ -183,7 +193,9 @@ def test_zero_shot(tiny_clip_dir, imagefolder, trained, tmp_path):
 @pytest.mark.parametrize("ext", ["csv", "json"])
 def test_predict_one_row_per_image(trained, imagefolder, tmp_path, ext):
     out_file = str(tmp_path / f"preds.{ext}")
-    single = os.path.join(imagefolder, "train", "red_square", os.listdir(os.path.join(imagefolder, "train", "red_square"))[0])
+    single = os.path.join(
+        imagefolder, "train", "red_square", os.listdir(os.path.join(imagefolder, "train", "red_square"))[0]
+    )
     argv = ["predict", "--adapter_name_or_path", trained["out"], "--images", os.path.join(imagefolder, "test"),
             single, "--output_file", out_file, "--top_k", "3"]  # fmt: skip
     assert main(argv) == 0
@@ -229,7 +241,9 @@ def test_audit_ranks_injected_noise_first(trained, imagefolder, tmp_path):
     assert np.mean(noisy_ranks) < np.mean(clean_ranks)
 
     audited = load_from_disk(os.path.join(out, "audited_dataset"))
-    assert {"suggested_label", "label_issue", "label_score", "audit_rank", "image", "label"} <= set(audited.column_names)
+    assert {"suggested_label", "label_issue", "label_score", "audit_rank", "image", "label"} <= set(
+        audited.column_names
+    )
     assert audited["audit_rank"] == list(range(32))
     assert audited.features["suggested_label"].names == NAMES
 
@@ -332,7 +346,9 @@ def test_bad_values_are_value_errors(tiny_clip_dir, imagefolder, tmp_path, capsy
             "--noise_rate", "0.5", "--output_dir", str(tmp_path / "o")]  # fmt: skip
     assert main(argv) == 1  # a rate without a synthetic noise type
     assert "noise_type" in capsys.readouterr().err
-    assert main(["predict", "--adapter_name_or_path", "x", "--images", "a.png", "--output_file", "p.txt"]) == 1
+    assert (
+        main(["predict", "--adapter_name_or_path", "x", "--images", "a.png", "--output_file", "p.txt"]) == 1
+    )
     assert ".csv" in capsys.readouterr().err
 
 
@@ -375,6 +391,8 @@ def test_demo_smoke(tmp_path, capsys):
         assert row in printed
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)
-    assert metrics["num_train_samples"] == 160 and metrics["noise_report"]["realised_rate"] == pytest.approx(0.5)
+    assert metrics["num_train_samples"] == 160 and metrics["noise_report"]["realised_rate"] == pytest.approx(
+        0.5
+    )
     assert 0.0 <= metrics["baselines"]["coop"]["eval_accuracy"] <= 1.0
     assert 0.0 <= metrics["final_split"]["precision"] <= 1.0

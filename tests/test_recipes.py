@@ -11,7 +11,9 @@ from nlprompt_hf.data import DATASET_CATALOG
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = sorted(
-    p for p in glob.glob(os.path.join(ROOT, "recipes", "**", "*.yaml"), recursive=True) if "demo_clip" not in p
+    p
+    for p in glob.glob(os.path.join(ROOT, "recipes", "**", "*.yaml"), recursive=True)
+    if "demo_clip" not in p
 )
 PAPER_DATASETS = ("caltech101", "dtd", "eurosat", "flowers102", "oxford_pets", "stanford_cars", "ucf101")
 
