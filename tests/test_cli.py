@@ -396,3 +396,46 @@ def test_demo_smoke(tmp_path, capsys):
     )
     assert 0.0 <= metrics["baselines"]["coop"]["eval_accuracy"] <= 1.0
     assert 0.0 <= metrics["final_split"]["precision"] <= 1.0
+
+
+# ------------------------------------------------------------------------------------------- Hub uploads (mocked)
+def test_train_push_to_hub_uploads_adapter_and_card(tiny_clip_dir, imagefolder, tmp_path, monkeypatch):
+    from nlprompt_hf import NLPromptModel
+
+    pushed = {}
+
+    def fake_push(self, repo_id, **kwargs):
+        pushed.update(repo_id=repo_id, **kwargs)
+        self.save_pretrained(tmp_path / "uploaded", model_card=kwargs["model_card"])
+
+    monkeypatch.setattr(NLPromptModel, "push_to_hub", fake_push)
+    argv = _train_argv(tiny_clip_dir, imagefolder, str(tmp_path / "run"), str(tmp_path / "cache"),
+                       "--num_train_epochs", "1", "--push_to_hub", "--hub_model_id", "me/tiny-prompts")  # fmt: skip
+    assert main(argv) == 0
+    assert pushed["repo_id"] == "me/tiny-prompts"
+    uploaded = sorted(os.listdir(tmp_path / "uploaded"))
+    assert {"README.md", "adapter_config.json", "adapter_model.safetensors", "prompt_config.json"} <= set(
+        uploaded
+    )
+    card = (tmp_path / "uploaded" / "README.md").read_text()
+    assert 'from_pretrained("me/tiny-prompts")' in card and "top-1 accuracy (test)" in card
+
+
+def test_audit_push_to_hub(trained, imagefolder, tmp_path, monkeypatch, capsys):
+    import datasets
+
+    pushed = {}
+    monkeypatch.setattr(
+        datasets.Dataset,
+        "push_to_hub",
+        lambda self, repo_id, **kw: pushed.update(repo_id=repo_id, columns=self.column_names),
+    )
+    base = ["audit", "--adapter_name_or_path", trained["out"], "--dataset_name_or_path", imagefolder,
+            "--feature_cache_dir", trained["cache"]]  # fmt: skip
+    assert main(base + ["--output_dir", str(tmp_path / "a"), "--push_to_hub"]) == 1
+    assert "--hub_dataset_id" in capsys.readouterr().err
+    assert (
+        main(base + ["--output_dir", str(tmp_path / "b"), "--push_to_hub", "--hub_dataset_id", "me/audited"])
+        == 0
+    )
+    assert pushed["repo_id"] == "me/audited" and "label_issue" in pushed["columns"]
