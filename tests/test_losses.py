@@ -7,7 +7,6 @@ The example batch uses logits = log(p) so that softmax(logits) = p exactly:
 The expected numbers below are written out by hand (ln, sqrt), not recomputed with the loss formulas.
 """
 
-import math
 
 import pytest
 import torch
