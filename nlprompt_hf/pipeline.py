@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .arguments import (
     DEMO_NAME,
@@ -293,25 +294,16 @@ class EpochSummaryCallback(TrainerCallback):
             tqdm.write(" | ".join(parts))
 
 
-class _QuietProgressCallback:
+class QuietProgressCallback(ProgressCallback):
     """The Trainer's progress bars without the dict it prints at every log (the epoch summary replaces it)."""
 
-    @staticmethod
-    def build():
-        from transformers.trainer_callback import ProgressCallback
-
-        class QuietProgressCallback(ProgressCallback):
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                return
-
-        return QuietProgressCallback
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return
 
 
 def _quiet_trainer(trainer, summary: bool, prefix: str = "") -> None:
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
     if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(_QuietProgressCallback.build()())
+        trainer.add_callback(QuietProgressCallback())
     trainer.pop_callback(PrinterCallback)
     if summary:
         trainer.add_callback(EpochSummaryCallback(prefix))
@@ -331,9 +323,8 @@ def run_train(
         `dict`: the content of `metrics.json`.
     """
     from .data import add_sample_index, get_class_names, noise_report
-    from .model_card import build_model_card
     from .prompt_adapter import NLPromptModel
-    from .reporting import summary_table, write_report
+    from .reporting import summary_table
     from .trainer import NLPromptTrainer
 
     final_dir = training_args.output_dir
@@ -413,21 +404,11 @@ def run_train(
                 "clean_fraction": last["clean_fraction"],
                 **{k: last[f"noise_{k}"] for k in ("precision", "recall", "f1") if f"noise_{k}" in last},
             }
-        noise_settings = (
-            {"type": "real", "shots": noise_args.shots}
-            if noise_args.noise_type == "real"
-            else {
-                "type": noise_args.noise_type,
-                "rate": noise_args.noise_rate,
-                "seed": noise_args.noise_seed,
-                "shots": noise_args.shots,
-            }
-        )
-        dataset_name = data_args.dataset_name_or_path
+        noise_settings = _noise_settings(noise_args)
         metrics = {
             "method": training_args.method,
             "base_model": model_args.model_name_or_path,
-            "dataset": dataset_name,
+            "dataset": data_args.dataset_name_or_path,
             "class_names": class_names,
             "noise": noise_settings,
             "num_train_samples": len(train),
@@ -447,46 +428,8 @@ def run_train(
         _write_json(os.path.join(work_dir, METRICS_NAME), metrics)
 
         if run_args.report:
-            estimated = None
-            if trainer.last_purification is not None:
-                from .metrics import transition_matrix
-
-                given = _labels(train)
-                pseudo = trainer.last_purification.pseudo_labels.cpu().numpy()
-                estimated = np.asarray(transition_matrix(given, pseudo, len(class_names)))
-            true = noise.get("transition_matrix")
-            write_report(
-                work_dir,
-                metrics,
-                trainer.state.log_history,
-                class_names=class_names,
-                confusion=confusion,
-                estimated_transition=estimated,
-                true_transition=None if true is None else np.asarray(true),
-            )
-
-        card_results = {
-            "top-1 accuracy (test)": results["accuracy"],
-            "zero-shot accuracy (test)": zero_shot["accuracy"],
-        }
-        for method, result in baselines.items():
-            card_results[f"{method} accuracy (test, same noisy data)"] = result["eval_accuracy"]
-        if final_split:
-            names = {
-                "clean_fraction": "PromptOT clean fraction (last epoch)",
-                "precision": "noisy-split precision",
-                "recall": "noisy-split recall",
-                "f1": "noisy-split F1",
-            }
-            card_results.update({names[k]: v for k, v in final_split.items()})
-        card = build_model_card(
-            model.config,
-            method=training_args.method,
-            dataset=dataset_name,
-            noise=noise_settings,
-            results=card_results,
-            repo_id=training_args.hub_model_id if training_args.push_to_hub else None,
-        )
+            _write_report(work_dir, trainer, train, noise, metrics, class_names, confusion)
+        card = _model_card(model, training_args, metrics)
         card.save(os.path.join(work_dir, "README.md"))
 
         _publish(work_dir, final_dir, run_args.keep_checkpoints)
@@ -507,6 +450,67 @@ def run_train(
         )
         logger.info("Pushed the adapter to https://huggingface.co/%s", training_args.hub_model_id)
     return metrics
+
+
+def _noise_settings(noise_args: NoiseArguments) -> dict[str, Any]:
+    if noise_args.noise_type == "real":
+        return {"type": "real", "shots": noise_args.shots}
+    return {
+        "type": noise_args.noise_type,
+        "rate": noise_args.noise_rate,
+        "seed": noise_args.noise_seed,
+        "shots": noise_args.shots,
+    }
+
+
+def _write_report(work_dir, trainer, train, noise, metrics, class_names, confusion) -> None:
+    """report.md + plots; the estimated transitions compare the given labels with the last PromptOT pseudo-labels."""
+    from .reporting import write_report
+
+    estimated = None
+    if trainer.last_purification is not None:
+        from .metrics import transition_matrix
+
+        pseudo = trainer.last_purification.pseudo_labels.cpu().numpy()
+        estimated = np.asarray(transition_matrix(_labels(train), pseudo, len(class_names)))
+    true = noise.get("transition_matrix")
+    write_report(
+        work_dir,
+        metrics,
+        trainer.state.log_history,
+        class_names=class_names,
+        confusion=confusion,
+        estimated_transition=estimated,
+        true_transition=None if true is None else np.asarray(true),
+    )
+
+
+_CARD_NAMES = {
+    "clean_fraction": "PromptOT clean fraction (last epoch)",
+    "precision": "noisy-split precision",
+    "recall": "noisy-split recall",
+    "f1": "noisy-split F1",
+}
+
+
+def _model_card(model, training_args: NLPromptConfig, metrics: dict[str, Any]):
+    from .model_card import build_model_card
+
+    results = {
+        "top-1 accuracy (test)": metrics["eval_accuracy"],
+        "zero-shot accuracy (test)": metrics["zero_shot_accuracy"],
+    }
+    for method, result in metrics["baselines"].items():
+        results[f"{method} accuracy (test, same noisy data)"] = result["eval_accuracy"]
+    results.update({_CARD_NAMES[k]: v for k, v in (metrics["final_split"] or {}).items()})
+    return build_model_card(
+        model.config,
+        method=training_args.method,
+        dataset=metrics["dataset"],
+        noise=metrics["noise"],
+        results=results,
+        repo_id=training_args.hub_model_id if training_args.push_to_hub else None,
+    )
 
 
 def _train_baseline(
