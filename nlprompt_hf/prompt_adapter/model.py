@@ -94,6 +94,28 @@ def _disallow_pickle(directory: str) -> None:
         )
 
 
+def _download_adapter(repo_id: str, revision: str | None, token: str | None) -> tuple[str, str]:
+    """`prompt_config.json`, `adapter_config.json` and the safetensors weights of a Hub adapter, from the cache.
+
+    Returns the local path of `prompt_config.json` and the snapshot folder holding the three files.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    files = {}
+    for name in (CONFIG_NAME, "adapter_config.json", ADAPTER_WEIGHTS):
+        try:
+            files[name] = hf_hub_download(repo_id, name, revision=revision, token=token)
+        except EntryNotFoundError as err:
+            pickled = " (pickle-based weight files are never loaded)" if name == ADAPTER_WEIGHTS else ""
+            raise ValueError(
+                f"The Hub repo {repo_id!r} has no {name!r}{pickled}. Expected the files written by "
+                f"`NLPromptModel.save_pretrained` / `push_to_hub` ({CONFIG_NAME}, adapter_config.json, "
+                f"{ADAPTER_WEIGHTS}); push the adapter again with nlprompt-hf."
+            ) from err
+    return files[CONFIG_NAME], os.path.dirname(files[ADAPTER_WEIGHTS])
+
+
 def _is_legacy_pooling(clip: CLIPModel) -> bool:
     # transformers pools at the argmax of the input ids when the config carries the old `eos_token_id: 2`
     return clip.config.text_config.eos_token_id == 2
@@ -260,10 +282,16 @@ class NLPromptModel(nn.Module):
                     f"{ADAPTER_WEIGHTS})."
                 )
             _disallow_pickle(path)
+            if not os.path.exists(os.path.join(path, ADAPTER_WEIGHTS)):
+                raise ValueError(
+                    f"{path!r} has no {ADAPTER_WEIGHTS}: expected the adapter weights saved by "
+                    "`NLPromptModel.save_pretrained`. Save the adapter again (only safetensors weights are loaded)."
+                )
         else:
-            from huggingface_hub import hf_hub_download
-
-            config_file = hf_hub_download(path, CONFIG_NAME, revision=revision, token=token)
+            # Fetch exactly the three files into the local cache and load from there: peft, given a Hub id whose
+            # repo lacks the safetensors file, would fall back to a pickled `adapter_model.bin`.
+            config_file, path = _download_adapter(path, revision, token)
+            revision = None
         config = PromptAdapterConfig.from_json_file(config_file)
         base_name = base_model_name_or_path or config.base_model_name_or_path
         if not base_name:
