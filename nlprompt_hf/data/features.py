@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset, Image
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -217,14 +218,19 @@ def compute_image_features(
         folder = os.fspath(cache_dir) if cache_dir is not None else default_feature_cache_dir()
         path = os.path.join(folder, f"{key}.safetensors")
         if os.path.isfile(path):
-            features = load_file(path)["features"]
-            if features.shape[0] == len(dataset):
-                logger.info("Image features: cache hit %s", path)
-                info = FeatureCacheInfo(hit=True, key=key, path=path, bypassed=False)
-                return (features, info) if return_info else features
-            logger.warning(
-                "Ignoring cache entry %s with %d rows for %d rows.", path, features.shape[0], len(dataset)
-            )
+            try:
+                features = load_file(path)["features"]
+            except (SafetensorError, KeyError, OSError) as err:
+                # not a safetensors file of ours (corrupt, or planted): never trust it, compute and overwrite it
+                logger.warning("Ignoring unreadable feature cache entry %s (%s); recomputing.", path, err)
+            else:
+                if features.shape[0] == len(dataset):
+                    logger.info("Image features: cache hit %s", path)
+                    info = FeatureCacheInfo(hit=True, key=key, path=path, bypassed=False)
+                    return (features, info) if return_info else features
+                logger.warning(
+                    "Ignoring cache entry %s with %d rows for %d rows.", path, features.shape[0], len(dataset)
+                )
     elif augmenter is not None:
         logger.info("Image features: augmentation on, feature cache bypassed.")
 
