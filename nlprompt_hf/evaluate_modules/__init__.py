@@ -1,0 +1,1 @@
+"""`evaluate` metric modules shipped with nlprompt-hf, loadable offline by path."""

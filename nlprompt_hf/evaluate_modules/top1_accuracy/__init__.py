@@ -1,0 +1,1 @@
+"""The `top1_accuracy` metric: load it with `evaluate.load(<this directory>)`."""
