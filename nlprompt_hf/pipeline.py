@@ -464,7 +464,7 @@ def _noise_settings(noise_args: NoiseArguments) -> dict[str, Any]:
 
 
 def _write_report(work_dir, trainer, train, noise, metrics, class_names, confusion) -> None:
-    """report.md + plots; the estimated transitions compare the given labels with the last PromptOT pseudo-labels."""
+    """report.md + plots. The estimated transitions take the last PromptOT pseudo-labels as the true labels."""
     from .reporting import write_report
 
     estimated = None
@@ -472,7 +472,8 @@ def _write_report(work_dir, trainer, train, noise, metrics, class_names, confusi
         from .metrics import transition_matrix
 
         pseudo = trainer.last_purification.pseudo_labels.cpu().numpy()
-        estimated = np.asarray(transition_matrix(_labels(train), pseudo, len(class_names)))
+        # rows: PromptOT label (the estimate of the true one), columns: given label, as the true matrix
+        estimated = np.asarray(transition_matrix(pseudo, _labels(train), len(class_names), normalize=False))
     true = noise.get("transition_matrix")
     write_report(
         work_dir,

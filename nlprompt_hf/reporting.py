@@ -126,7 +126,9 @@ def _heatmap(
 def plot_transition_matrices(
     estimated: np.ndarray, true: np.ndarray | None, class_names: Sequence[str], path: str
 ) -> str:
-    """Side-by-side heatmaps: estimated (given label -> OT pseudo-label) and true (clean -> given) transitions.
+    """Side-by-side heatmaps of label transitions (rows: true class, columns: given label), counts in the cells.
+
+    The estimate takes PromptOT's pseudo-label as the true class; the truth uses the clean label.
 
     Rows are normalised (colour = row fraction, numbers = counts). On real-noise data `true` is `None` and only
     the estimate is drawn.
@@ -140,9 +142,9 @@ def plot_transition_matrices(
         axes[0],
         estimated,
         class_names,
-        "Estimated: given label → PromptOT label",
-        "PromptOT label",
+        "Estimated: PromptOT label → given label",
         "given label",
+        "PromptOT label",
     )
     if true is not None:
         _heatmap(axes[1], true, class_names, "True: clean label → given label", "given label", "clean label")
@@ -219,7 +221,7 @@ def write_report(
         plot_transition_matrices(
             estimated_transition, true_transition, class_names, os.path.join(output_dir, TRANSITION_PNG)
         )
-        caption = "Estimated noise transitions (given label vs the last PromptOT pseudo-label)"
+        caption = "Estimated noise transitions (the last PromptOT pseudo-label taken as the true class)"
         if true_transition is not None:
             caption += " next to the true ones (clean vs given label)"
         plots.append(("Noise transition matrices", TRANSITION_PNG, caption + "."))
