@@ -202,7 +202,11 @@ def train_once(
             "ot_seconds",
             "ot_iterations",
         )
-        result["purification"] = [{k: h[k] for k in keys if k in h} for h in trainer.purification_history]
+        # precision is undefined (NaN) when nothing is truly mislabelled: stored as null to keep the JSON strict
+        result["purification"] = [
+            {k: (None if isinstance(h[k], float) and np.isnan(h[k]) else h[k]) for k in keys if k in h}
+            for h in trainer.purification_history
+        ]
     return result
 
 
@@ -251,7 +255,7 @@ def run_sweep(settings: SweepSettings, progress=print) -> dict:
                 )
                 last = result.get("purification", [{}])[-1]
                 split = (
-                    f"  split P/R {last.get('noise_precision', float('nan')):.2f}/{last.get('noise_recall', float('nan')):.2f}"
+                    f"  split P/R {_num(last.get('noise_precision'))}/{_num(last.get('noise_recall'))}"
                     if last
                     else ""
                 )
@@ -323,6 +327,10 @@ def run_sweep(settings: SweepSettings, progress=print) -> dict:
     return result
 
 
+def _num(value) -> str:
+    return "nan" if value is None else f"{value:.2f}"
+
+
 # --------------------------------------------------------------------------------------------- aggregation
 def _stats(values: list[float]) -> dict:
     arr = np.asarray([v for v in values if v is not None and not np.isnan(v)], dtype=float)
@@ -354,6 +362,10 @@ def aggregate(runs: list[dict]) -> list[dict]:
         if any("purification" in r for r in group):
             for metric in ("noise_precision", "noise_recall", "clean_fraction"):
                 name = metric.replace("noise_", "")
+                if rate == 0 and metric != "clean_fraction":
+                    # nothing is truly mislabelled: precision and recall of the noisy split are undefined
+                    cell[f"{name}_last"] = cell[f"{name}_mean"] = _stats([])
+                    continue
                 cell[f"{name}_last"] = _stats([r["purification"][-1].get(metric) for r in group])
                 cell[f"{name}_mean"] = _stats(
                     [
@@ -545,7 +557,7 @@ def plot(result: dict, path: str) -> None:
         ax.set_xticks(rates)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("top-1 test accuracy (%)")
-    axes[0][-1].legend(loc="lower left", fontsize=8)
+    axes[0][-1].legend(loc="best", fontsize=8)
     fig.suptitle(
         f"Demo task, {settings['shots']} shots/class, mean ± std over {len(settings['seeds'])} seeds",
         fontsize=10,
@@ -559,7 +571,7 @@ def write_outputs(result: dict, out: str) -> list[str]:
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     paths = [f"{out}.json", f"{out}.md", f"{out}.png"]
     with open(paths[0], "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
+        json.dump(result, f, indent=1, allow_nan=False)
         f.write("\n")
     with open(paths[1], "w", encoding="utf-8") as f:
         f.write(markdown(result))
