@@ -144,7 +144,7 @@ class AuditModelArguments(AdapterArguments):
     zero_shot_template: str | None = field(
         default=None,
         metadata={
-            "help": "Template of the zero-shot prompts (default: the adapter's, else 'a photo of a {}.')."
+            "help": "Template of the zero-shot prompts; unset means the adapter's, else 'a photo of a {}.'."
         },
     )
 
@@ -182,17 +182,21 @@ class DataArguments:
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub config (subset) name."})
     train_split: str | None = field(
-        default=None, metadata={"help": "Split to train on / audit (default: `train`, or the catalog's)."}
+        default=None, metadata={"help": "Split to train on / audit; unset means `train` (or the catalog's)."}
     )
     test_split: str | None = field(
         default=None,
         metadata={
-            "help": "Split to evaluate on (default: `test`, or the catalog's). If the dataset has none, a stratified "
+            "help": "Split to evaluate on; unset means `test` (or the catalog's). If the dataset has none, a stratified "
             "--test_size fraction of the train split is held out."
         },
     )
-    image_column: str | None = field(default=None, metadata={"help": "Image column (default: `image`)."})
-    label_column: str | None = field(default=None, metadata={"help": "Label column (default: `label`)."})
+    image_column: str | None = field(
+        default=None, metadata={"help": "Image column; unset means `image` (or the catalog's)."}
+    )
+    label_column: str | None = field(
+        default=None, metadata={"help": "Label column; unset means `label` (or the catalog's)."}
+    )
     clean_label_column: str | None = field(
         default=None,
         metadata={"help": "Column of verified true labels, if the dataset ships one next to noisy ones."},
