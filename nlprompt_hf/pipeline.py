@@ -136,6 +136,16 @@ def prepare_training_set(train, noise_args: NoiseArguments):
     return train
 
 
+def _device() -> torch.device:
+    """Where the inference commands run: the GPU when there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _on(model, tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` on the model's device (cached features come back on the CPU)."""
+    return tensor.to(model.prompt_input_ids.device)
+
+
 def _labels(dataset, column: str = "label") -> np.ndarray:
     return np.asarray(dataset.with_format("numpy", columns=[column])[column], dtype=np.int64)
 
@@ -347,6 +357,7 @@ def run_train(
         model = NLPromptModel.from_base(
             base, class_names, trust_remote_code=model_args.trust_remote_code, **training_args.prompt_kwargs()
         )
+        model.to(training_args.device)  # encode the features where the training runs
         progress = not training_args.disable_tqdm
         batch = training_args.feature_batch_size
         test_features = _features(model, test, batch, training_args.feature_cache_dir, progress)
@@ -377,7 +388,7 @@ def run_train(
         test_labels = _labels(test)
         results, confusion = _classification_metrics(prediction.predictions, test_labels, class_names)
         zero_shot, _ = _classification_metrics(
-            model.zero_shot_logits(test_features), test_labels, class_names
+            model.zero_shot_logits(_on(model, test_features)), test_labels, class_names
         )
 
         baselines = {}
@@ -581,9 +592,10 @@ def run_evaluate(
     data = load_data(data_args)
     model.check_class_names(get_class_names(data))
     split = _eval_split(data, eval_args.eval_split)
+    model.to(_device())
     feats = _features(model, split, eval_args.batch_size, eval_args.feature_cache_dir)
     with torch.no_grad():
-        logits = model.logits(feats)
+        logits = model.logits(_on(model, feats))
     metrics, confusion = _classification_metrics(logits, _labels(split), model.class_names)
     metrics.update(
         adapter=adapter_args.adapter_name_or_path,
@@ -613,8 +625,9 @@ def run_zero_shot(model_args: ModelArguments, data_args: DataArguments, eval_arg
         trust_remote_code=model_args.trust_remote_code,
     )
     split = _eval_split(data, eval_args.eval_split)
+    model.to(_device())
     feats = _features(model, split, eval_args.batch_size, eval_args.feature_cache_dir)
-    logits = model.zero_shot_logits(feats, eval_args.zero_shot_template)
+    logits = model.zero_shot_logits(_on(model, feats), eval_args.zero_shot_template)
     metrics, confusion = _classification_metrics(logits, _labels(split), model.class_names)
     metrics.update(
         model=model_args.model_name_or_path,
@@ -662,6 +675,7 @@ def run_predict(adapter_args: AdapterArguments, predict_args: PredictArguments) 
         base_model_name_or_path=resolve_model_path(adapter_args.base_model_name_or_path),
         trust_remote_code=adapter_args.trust_remote_code,
     )
+    model.to(_device())
     files = _image_files(predict_args.images)
     k = min(predict_args.top_k, model.num_classes)
     rows = []
@@ -749,6 +763,7 @@ def run_audit(
             trust_remote_code=model_args.trust_remote_code,
         )
         model.check_class_names(class_names)
+        model.to(_device())
         with torch.no_grad():
             prototypes = model.text_features()
         scorer = f"learned prompts {model_args.adapter_name_or_path}"
@@ -761,6 +776,7 @@ def run_audit(
         model = NLPromptModel.from_base(
             base, class_names, trust_remote_code=model_args.trust_remote_code, **kwargs
         )
+        model.to(_device())
         prototypes = model.zero_shot_text_features()
         scorer = (
             f"zero-shot prompts {model.config.zero_shot_template!r} of {model_args.base_model_name_or_path}"
@@ -768,9 +784,9 @@ def run_audit(
     feats = _features(model, split, audit_args.batch_size, audit_args.feature_cache_dir)
     given = _labels(split)
     result = purify(
-        feats,
+        _on(model, feats),
         prototypes,
-        torch.as_tensor(given),
+        torch.as_tensor(given, device=prototypes.device),
         cost=audit_args.ot_cost,
         reg=audit_args.ot_reg,
         max_iter=audit_args.ot_max_iter,
