@@ -439,3 +439,23 @@ def test_audit_push_to_hub(trained, imagefolder, tmp_path, monkeypatch, capsys):
         == 0
     )
     assert pushed["repo_id"] == "me/audited" and "label_issue" in pushed["columns"]
+
+
+def test_train_on_labels_as_given(tiny_clip_dir, csv_dataset, tmp_path):
+    """Real noise (no true labels): no precision / recall anywhere, the report still has every plot it can."""
+    out = str(tmp_path / "run")
+    argv = _train_argv(tiny_clip_dir, csv_dataset, out, str(tmp_path / "cache"), "--image_column", "file",
+                       "--label_column", "category", "--shots", "4", "--noise_type", "real", "--noise_rate", "0",
+                       "--num_train_epochs", "2")  # fmt: skip
+    assert main(argv) == 0
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["noise"] == {"type": "real", "shots": 4}
+    assert metrics["noise_report"]["realised_rate"] is None
+    assert set(metrics["final_split"]) == {"clean_fraction"}
+    assert all("noise_precision" not in h for h in metrics["purification"])
+    report = open(os.path.join(out, "report.md")).read()
+    for name in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
+        with Image.open(os.path.join(out, name)) as img:
+            img.verify()
+    assert "transition_matrices.png" in report and "| NLPrompt | " in report
