@@ -115,7 +115,7 @@ def _run_demo() -> int:
     """`nlprompt-hf train` with no arguments: the offline demo recipe shipped with the package."""
     from .arguments import load_recipe
 
-    output_dir = load_recipe("demo").get("output_dir", "nlprompt-output")
+    output_dir = load_recipe("demo")["output_dir"]
     print(
         "No arguments: running the offline demo (nlprompt_hf/recipes/demo.yaml): the shipped small CLIP on the "
         "generated shapes task, 16 shots per class, 50% symmetric label noise; NLPrompt vs CoOp (CE) vs zero-shot.\n"
