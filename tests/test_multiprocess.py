@@ -29,9 +29,15 @@ def _launch(tmp_path, clip_dir, n, per_device_batch, processes, epochs=2):
         _run([sys.executable, *args], tmp_path)
     else:
         accelerate = shutil.which("accelerate") or os.path.join(os.path.dirname(sys.executable), "accelerate")
-        _run([accelerate, "launch", "--cpu", "--num_processes", str(processes), "--num_machines", "1",
+        # `--cpu --num_processes 2` starts ONE process (accelerate's simple launcher needs mpirun for more);
+        # `--multi_gpu` is the torch elastic launcher, which on a machine without GPUs runs N CPU processes
+        # (gloo): the trainer's `use_cpu=True` keeps them on the CPU
+        _run([accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533", *args], tmp_path)
-    return load_file(out)
+    result = load_file(out)
+    # a launcher that silently ran one process would make every comparison below vacuous
+    assert result.pop("world_size").tolist() == [processes, processes]
+    return result
 
 
 def test_two_processes_match_one(tiny_clip_dir, tmp_path):

@@ -42,7 +42,8 @@ def main(clip_dir, out_file, n_samples, batch, epochs):
     if trainer.is_world_process_zero():
         masks = {f"mask_{h['epoch']}": m.to(torch.uint8) for h, m in zip(trainer.purification_history, trainer.mask_history)}
         context = trainer.accelerator.unwrap_model(trainer.model).context_parameter.detach().clone()
-        save_file({"context": context, **masks}, out_file)
+        world = torch.tensor([trainer.accelerator.num_processes, trainer.args.world_size])
+        save_file({"context": context, "world_size": world, **masks}, out_file)
 
 
 if __name__ == "__main__":
