@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections import defaultdict
 
@@ -15,7 +16,8 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from . import losses
 from .config import NLPromptConfig
@@ -30,6 +32,7 @@ from .purification import purify
 logger = logging.getLogger(__name__)
 
 PURIFICATION_STATE = "purification_state.safetensors"
+PURIFICATION_LOGS = "purification_logs.json"
 TRAINING_ARGS_JSON = "training_args.json"
 
 
@@ -38,6 +41,9 @@ class _PurifyAtEpochBegin(TrainerCallback):
 
     def __init__(self, trainer: NLPromptTrainer):
         self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer._restore_unlogged_loss()
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.trainer.start_epoch(int(math.floor(state.epoch + 1e-6)) if state.epoch else 0)
@@ -103,6 +109,7 @@ class NLPromptTrainer(Trainer):
         self._metric_buffer: dict[str, list[float]] = defaultdict(list)
         self._pending_logs: dict[str, float] = {}
         self._resumed_purification: dict | None = None
+        self._resumed_loss: tuple[float, int | None] | None = None
 
         self._raw_train = add_sample_index(train_dataset) if train_dataset is not None else None
         raw_eval = add_sample_index(eval_dataset) if eval_dataset is not None else None
@@ -361,14 +368,31 @@ class NLPromptTrainer(Trainer):
             f.write(self.args.to_json_string())
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if self.args.should_save and self.clean_mask is not None:
+        # Our state goes in first: the Trainer writes `trainer_state.json` last, so a checkpoint that has it is
+        # complete (see `_last_complete_checkpoint`), and older checkpoints are rotated out only after that.
+        if self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            epoch = int(math.floor(self.state.epoch - 1e-6)) if self.state.epoch else 0
-            save_file(
-                {"clean_mask": self.clean_mask.to(torch.uint8), "epoch": torch.tensor([epoch])},
-                os.path.join(folder, PURIFICATION_STATE),
-            )
+            os.makedirs(folder, exist_ok=True)
+            if self.clean_mask is not None:
+                epoch = int(math.floor(self.state.epoch - 1e-6)) if self.state.epoch else 0
+                tensors = {"clean_mask": self.clean_mask.to(torch.uint8), "epoch": torch.tensor([epoch])}
+                if self.mask_history:
+                    tensors["mask_history"] = torch.stack(self.mask_history).to(torch.uint8)
+                save_file(tensors, os.path.join(folder, PURIFICATION_STATE))
+            # what was measured but not logged yet, and the per-epoch history: a resumed run loses none of it
+            with open(os.path.join(folder, PURIFICATION_LOGS), "w", encoding="utf-8") as f:
+                json.dump(
+                    {
+                        "purification_history": self.purification_history,
+                        "pending_logs": self._pending_logs,
+                        "metric_buffer": dict(self._metric_buffer),
+                        # the Trainer's loss summed since its last log, so the next logged `loss` is complete
+                        "unlogged_loss": float(getattr(self, "_tr_loss", 0.0)),
+                        "last_logged_step": getattr(self, "_globalstep_last_logged", self.state.global_step),
+                    },
+                    f,
+                )
+        super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         from peft import set_peft_model_state_dict
@@ -376,19 +400,52 @@ class NLPromptTrainer(Trainer):
         _disallow_pickle(resume_from_checkpoint)
         path = os.path.join(resume_from_checkpoint, ADAPTER_WEIGHTS)
         if not os.path.exists(path):
-            raise ValueError(f"{resume_from_checkpoint!r} has no {ADAPTER_WEIGHTS}: not a checkpoint of this trainer.")
+            raise ValueError(
+                f"{resume_from_checkpoint!r} has no {ADAPTER_WEIGHTS}: not a checkpoint of this trainer. Pass a "
+                f"`{PREFIX_CHECKPOINT_DIR}-<step>` folder written by NLPromptTrainer, or `resume_from_checkpoint=True`."
+            )
+        if not _is_complete_checkpoint(resume_from_checkpoint):
+            raise ValueError(
+                f"{resume_from_checkpoint!r} is an incomplete checkpoint (no readable trainer_state.json: the run was "
+                "interrupted while writing it). Resume from the checkpoint before it, or pass "
+                "`resume_from_checkpoint=True` to pick the last complete one."
+            )
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
         set_peft_model_state_dict(target.peft_model, load_file(path))
         state = os.path.join(resume_from_checkpoint, PURIFICATION_STATE)
         if os.path.exists(state):
             saved = load_file(state)
             self._resumed_purification = {"clean_mask": saved["clean_mask"].bool(), "epoch": int(saved["epoch"][0])}
+            if "mask_history" in saved:
+                self.mask_history = list(saved["mask_history"].bool().unbind(0))
+        logs = os.path.join(resume_from_checkpoint, PURIFICATION_LOGS)
+        if os.path.exists(logs):
+            with open(logs, encoding="utf-8") as f:
+                saved_logs = json.load(f)
+            self.purification_history = saved_logs["purification_history"]
+            self._pending_logs = saved_logs["pending_logs"]
+            self._metric_buffer = defaultdict(list, saved_logs["metric_buffer"])
+            self._resumed_loss = (saved_logs.get("unlogged_loss", 0.0), saved_logs.get("last_logged_step"))
+
+    def _restore_unlogged_loss(self) -> None:
+        """After a resume, put back the loss accumulated before the interruption but not logged yet."""
+        resumed, self._resumed_loss = self._resumed_loss, None
+        if resumed is None or resumed[1] is None or not hasattr(self, "_tr_loss"):
+            return
+        unlogged, last_logged = resumed
+        self._tr_loss += unlogged
+        self._total_loss_scalar -= unlogged  # `train_loss` keeps covering only this call's steps
+        self._globalstep_last_logged = last_logged
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         if resume_from_checkpoint is True:
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+            resume_from_checkpoint = _last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
-                raise ValueError(f"No checkpoint found in {self.args.output_dir!r} to resume from.")
+                raise ValueError(
+                    f"resume_from_checkpoint=True but {self.args.output_dir!r} holds no complete checkpoint "
+                    "(`checkpoint-<step>` with a trainer_state.json). Train from scratch (no resume_from_checkpoint), "
+                    "or point `output_dir` to the run you want to continue."
+                )
         start = time.perf_counter()
         output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         logger.info("Training took %.1f s", time.perf_counter() - start)
@@ -397,6 +454,33 @@ class NLPromptTrainer(Trainer):
     def save_purification_history(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.purification_history, f, indent=2)
+
+
+def _is_complete_checkpoint(folder: str) -> bool:
+    """The Trainer writes `trainer_state.json` last: a checkpoint without a readable one was interrupted."""
+    try:
+        with open(os.path.join(folder, TRAINER_STATE_NAME), encoding="utf-8") as f:
+            json.load(f)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-<step>` of `output_dir` that was completely written (skipping interrupted saves)."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = sorted(
+        (int(m.group(1)), name)
+        for name in os.listdir(output_dir)
+        if (m := re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)) and os.path.isdir(os.path.join(output_dir, name))
+    )
+    for _, name in reversed(steps):
+        folder = os.path.join(output_dir, name)
+        if _is_complete_checkpoint(folder):
+            return folder
+        logger.warning("Skipping %s: it was interrupted while being written (no readable trainer_state.json).", folder)
+    return None
 
 
 def _is_sorted(dataset) -> bool:
