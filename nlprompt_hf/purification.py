@@ -67,6 +67,11 @@ _STAGE_LOG_RATIO = 0.1
 # Levenberg–Marquardt damping μ of the first step of a stage (μ = 1 is about a Sinkhorn update, 0 Newton).
 _LM_INITIAL_DAMPING = 0.01
 _LM_MIN_DAMPING = 1e-12
+# Beyond μ = 1 a damped step is shorter than a Sinkhorn update, which is then the better fallback.
+_LM_MAX_DAMPING = 1.0
+# Largest move of a potential in one Newton step, in units of ε.
+_MAX_STEP = 50.0
+_DEBUG = False
 
 
 class InvalidOTInputError(ValueError):
@@ -487,6 +492,11 @@ def _newton_step(
     delta = delta - delta.mean()
     if not bool(torch.isfinite(delta).all()):
         return None
+    # Trust region in the max norm: where L is (nearly) singular (N < C, columns no row reaches), the linear
+    # system extrapolates without bound; a potential moving by 50 ε changes a column's mass by e^50 at most.
+    largest = float(delta.abs().max())
+    if largest > _MAX_STEP * reg:
+        delta = delta * (_MAX_STEP * reg / largest)
     predicted = float(grad @ delta) - 0.5 * float(delta @ (laplacian @ delta)) / reg
     return delta, predicted
 
@@ -507,27 +517,30 @@ def _solve_stage(source, state, a, b, reg, tol, log_ratio_tol, budget, chunk_siz
         if err < tol or (log_ratio_tol is not None and log_ratio < log_ratio_tol):
             break
         proposal = _newton_step(state, b, reg, damping) if use_newton else None
-        if proposal is None:
-            state = _evaluate(source, state.g + _sinkhorn_step(state, b, reg), a, b, reg, chunk_size, stride)
+        if proposal is not None and proposal[1] > 0:
+            delta, predicted = proposal
+            trial = _evaluate(source, state.g + delta, a, b, reg, chunk_size, stride)
             passes += 1
-            err = float((state.col - b).norm())
-            continue
-        delta, predicted = proposal
-        trial = _evaluate(source, state.g + delta, a, b, reg, chunk_size, stride)
-        passes += 1
-        trial_err = float((trial.col - b).norm())
-        actual = trial.objective - state.objective
-        slack = 1e-13 * (abs(state.objective) + reg)
-        if actual >= 1e-4 * predicted - slack or trial_err < 0.5 * err:
-            state, err = trial, trial_err
-            newton_steps += 1
-            # Nielsen's update: shrink μ smoothly with the model's quality, reset the growth factor.
-            rho = actual / predicted if predicted > 0 else 1.0
-            damping = max(damping * max(1.0 / 3.0, 1.0 - (2.0 * min(rho, 1.0) - 1.0) ** 3), _LM_MIN_DAMPING)
-            growth = 2.0
-        else:
-            damping *= growth
+            trial_err = float((trial.col - b).norm())
+            actual = trial.objective - state.objective
+            slack = 1e-13 * (abs(state.objective) + reg)  # float64 rounding of J near the optimum
+            # Armijo ascent on J, and some progress (J up, or the marginal error down).
+            if actual >= 1e-4 * predicted - slack and (actual > slack or trial_err < err):
+                state, err = trial, trial_err
+                newton_steps += 1
+                # Nielsen's update: shrink μ smoothly with the model's quality, reset the growth factor.
+                rho = min(actual / predicted, 1.0)
+                damping = max(damping * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), _LM_MIN_DAMPING)
+                growth = 2.0
+                continue
+            damping = min(damping * growth, _LM_MAX_DAMPING)
             growth *= 2.0
+            if passes >= budget:
+                break
+        # A Sinkhorn update always increases J: progress is guaranteed after a rejected step.
+        state = _evaluate(source, state.g + _sinkhorn_step(state, b, reg), a, b, reg, chunk_size, stride)
+        passes += 1
+        err = float((state.col - b).norm())
     return state, err, passes, newton_steps
 
 
