@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from datasets import ClassLabel
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -164,20 +165,36 @@ class NLPromptTrainer(Trainer):
         if given is not None:
             if given.shape[0] != len(dataset):
                 raise ValueError(
-                    f"Precomputed features have {given.shape[0]} rows but the dataset has {len(dataset)} samples."
+                    f"Precomputed features have {given.shape[0]} rows but the dataset has {len(dataset)} samples. "
+                    "Pass one feature row per sample, in `sample_idx` order, or omit them to have them computed."
                 )
-            return given
-        from .data.features import compute_image_features
+            feats = given
+        else:
+            from .data.features import compute_image_features
 
-        feats = compute_image_features(
-            model.clip,
-            model.image_processor,
-            dataset.sort(SAMPLE_INDEX) if not _is_sorted(dataset) else dataset,
-            batch_size=args.feature_batch_size,
-            cache_dir=args.feature_cache_dir,
-            progress=not args.disable_tqdm,
-        )
-        return feats[0] if isinstance(feats, tuple) else feats
+            if "image" not in dataset.column_names:
+                raise ValueError(
+                    f"The dataset has no 'image' column; found {dataset.column_names}. Rename the image column with "
+                    "`dataset.rename_column(<name>, 'image')`, or load the data with "
+                    "`nlprompt_hf.data.load_noisy_dataset(..., image_column=<name>)`."
+                )
+            feats = compute_image_features(
+                model.clip,
+                model.image_processor,
+                dataset.sort(SAMPLE_INDEX) if not _is_sorted(dataset) else dataset,
+                batch_size=args.feature_batch_size,
+                cache_dir=args.feature_cache_dir,
+                progress=not args.disable_tqdm,
+            )
+            feats = feats[0] if isinstance(feats, tuple) else feats
+        bad = ~torch.isfinite(feats).reshape(feats.shape[0], -1).all(dim=1)
+        if bool(bad.any()):
+            rows = bad.nonzero().flatten()[:5].tolist()
+            raise ValueError(
+                f"Expected finite image features, but {int(bad.sum())} of {feats.shape[0]} rows hold NaN/inf "
+                f"(sample_idx {rows}). Recompute them (an fp16 overflow or a corrupt image?) or drop those samples."
+            )
+        return feats
 
     # ------------------------------------------------------------------ optimisation
     def create_optimizer(self, model=None):
@@ -491,6 +508,12 @@ def _is_sorted(dataset) -> bool:
 def _check_labels(dataset, num_classes: int, name: str) -> None:
     if "label" not in dataset.column_names:
         raise ValueError(f"{name} has no 'label' column; found {dataset.column_names}. Map your label column to 'label'.")
+    feature = dataset.features["label"]
+    if isinstance(feature, ClassLabel) and feature.num_classes != num_classes:
+        raise ValueError(
+            f"{name} has {feature.num_classes} classes {feature.names} but the model has {num_classes} class names. "
+            "Build the model with one class name per class of the data (e.g. `get_class_names(dataset)`)."
+        )
     labels = label_array(dataset, "label")
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if bad.size:
