@@ -10,7 +10,8 @@ def require_column(dataset: Dataset, column: str, *, argument: str, what: str) -
     """Raise a `ValueError` naming the missing column, the columns there are and the argument to change."""
     if column not in dataset.column_names:
         raise ValueError(
-            f"Expected a {what} column named {column!r}, but the dataset has columns {dataset.column_names}. "
+            f"Expected {'an' if what[0] in 'aeiou' else 'a'} {what} column named {column!r}, but the dataset has "
+            f"columns {dataset.column_names}. "
             f"Pass `{argument}=` with the name of the {what} column, or rename it with "
             f"`dataset.rename_column(<old>, {column!r})`."
         )
