@@ -139,7 +139,9 @@ class NLPromptConfig(TrainingArguments):
             ("class_position", self.class_position, CLASS_POSITIONS),
         ):
             if value not in allowed:
-                raise ValueError(f"Unknown {name} {value!r}: expected one of {list(allowed)}.")
+                raise ValueError(
+                    f"Unknown {name} {value!r}: expected one of {list(allowed)}. Set `{name}` to one of them."
+                )
         if not self.ot_reg > 0:
             raise ValueError(
                 f"ot_reg must be > 0 (the entropic regularisation of Sinkhorn), got {self.ot_reg}. "
@@ -154,7 +156,10 @@ class NLPromptConfig(TrainingArguments):
         if self.warmup_epochs < 0 or self.warmup_lr < 0:
             raise ValueError(f"warmup_epochs and warmup_lr must be >= 0, got {self.warmup_epochs}, {self.warmup_lr}.")
         if self.ot_features == "augmented" and not self.augment:
-            raise ValueError("ot_features='augmented' needs augment=True (there is no augmented view otherwise).")
+            raise ValueError(
+                "ot_features='augmented' needs augment=True (there is no augmented view otherwise). Set augment=True, "
+                "or ot_features='cached'."
+            )
         if self.augment and self.use_feature_cache:
             # augmented pixels change every epoch: a cache of one view would silently disable the augmentation
             self.use_feature_cache = False
