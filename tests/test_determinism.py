@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from nlprompt_hf import NLPromptConfig, NLPromptModel, NLPromptTrainer
-from nlprompt_hf.data import get_class_names, inject_label_noise, load_noisy_dataset, sample_fewshot
 from nlprompt_hf.data import features as features_module
+from nlprompt_hf.data import get_class_names, inject_label_noise, load_noisy_dataset, sample_fewshot
 from tests.tiny_clip import make_image_dataset
 
 
