@@ -44,10 +44,13 @@ def test_two_processes_match_one(tiny_clip_dir, tmp_path):
     # 32 samples: global batch 8 = 2 x 4, so both runs take the same optimisation steps
     one = _launch(tmp_path / "even", tiny_clip_dir, 32, 8, 1)
     two = _launch(tmp_path / "even", tiny_clip_dir, 32, 4, 2)
-    assert set(one) == set(two) == {"context", "mask_0", "mask_1"}
+    assert set(one) == set(two) == {"context", "mask_0", "mask_1", "eval_accuracy"}
     for epoch in (0, 1):
         assert torch.equal(one[f"mask_{epoch}"], two[f"mask_{epoch}"])
     torch.testing.assert_close(two["context"], one["context"], rtol=0, atol=1e-5)
+    # the same final accuracy, over every one of the 15 test images exactly once
+    assert one["eval_accuracy"][1] == two["eval_accuracy"][1] == 15
+    assert abs(float(one["eval_accuracy"][0] - two["eval_accuracy"][0])) <= 1 / 15 + 1e-9
 
 
 def test_uneven_split_across_processes(tiny_clip_dir, tmp_path):

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 from nlprompt_hf import NLPromptConfig, NLPromptModel, NLPromptTrainer  # noqa: E402
 from nlprompt_hf.data.noise import inject_label_noise  # noqa: E402
+from nlprompt_hf.trainer import compute_accuracy  # noqa: E402
 from tests.tiny_clip import make_image_dataset  # noqa: E402
 
 
@@ -37,13 +38,21 @@ def main(clip_dir, out_file, n_samples, batch, epochs):
         seed=0,
     )
     model = NLPromptModel.from_base(clip_dir, ds.features["label"].names, **args.prompt_kwargs())
-    trainer = NLPromptTrainer(model=model, args=args, train_dataset=train)
+    # 15 test images: uneven across 2 processes, so the evaluation gather must drop the padding too
+    test = make_image_dataset(n_per_class=8, num_classes=4, seed=0)["test"].select(range(15))
+
+    def metrics(prediction):
+        return {**compute_accuracy(prediction), "num_samples": float(len(prediction.label_ids))}
+
+    trainer = NLPromptTrainer(model=model, args=args, train_dataset=train, eval_dataset=test, compute_metrics=metrics)
     trainer.train()
+    evaluation = trainer.evaluate()
     if trainer.is_world_process_zero():
         masks = {f"mask_{h['epoch']}": m.to(torch.uint8) for h, m in zip(trainer.purification_history, trainer.mask_history)}
         context = trainer.accelerator.unwrap_model(trainer.model).context_parameter.detach().clone()
         world = torch.tensor([trainer.accelerator.num_processes, trainer.args.world_size])
-        save_file({"context": context, "world_size": world, **masks}, out_file)
+        accuracy = torch.tensor([evaluation["eval_accuracy"], evaluation["eval_num_samples"]], dtype=torch.float64)
+        save_file({"context": context, "world_size": world, "eval_accuracy": accuracy, **masks}, out_file)
 
 
 if __name__ == "__main__":
