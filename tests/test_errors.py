@@ -132,3 +132,30 @@ def test_cli_noise_rate_and_method(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args_and_config(["--dataset_name_or_path", "d", "--method", "ce"])
     assert "argument --method: invalid choice: 'ce'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- the table itself
+
+
+def test_every_row_of_the_docs_table_names_existing_tests():
+    """docs/errors.md stays honest: every row names at least one test, and every test it names exists."""
+    import ast
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    rows = [line for line in (root / "docs" / "errors.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and not line.startswith("| What") and not line.startswith("|---")]
+    assert len(rows) >= 40
+    defined: dict[str, set[str]] = {}
+    for row in rows:
+        cell = row.rstrip(" |").rsplit(" | ", 1)[-1]
+        refs = re.findall(r"`(?:(test_\w+\.py))?::(\w+)(?:\[[^\]]*\])?`", cell)
+        assert refs, f"no test named in: {row}"
+        current = None
+        for file, test in refs:
+            current = file or current  # `::other_test` continues the file named before it
+            if current not in defined:
+                tree = ast.parse((root / "tests" / current).read_text(encoding="utf-8"))
+                defined[current] = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+            assert test in defined[current], f"{current}::{test} (named in docs/errors.md) does not exist"
