@@ -340,7 +340,8 @@ def worker_main(spec_json: str) -> int:
 def measure(spec: dict) -> dict:
     """Run one measurement in a fresh subprocess; its result plus its own peak RSS (os.wait4 on that child)."""
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env["OMP_NUM_THREADS"] = str(spec["threads"])
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(spec["threads"])
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(
@@ -522,9 +523,11 @@ def update_results(path: str, results: dict) -> None:
             existing = json.load(f)
     existing.update(results)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(existing, f, indent=1)
         f.write("\n")
+    os.replace(tmp, path)
 
 
 def summary_lines(results: dict) -> list[str]:
