@@ -9,7 +9,7 @@ import numpy as np
 import ot
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from nlprompt_hf.purification import (
@@ -277,6 +277,12 @@ def test_purify_float32_features_and_neg_log_prob():
     signal=st.sampled_from([0.5, 2.0, 10.0]),
     seed=st.integers(0, 2**16),
 )
+# the edges, always run: a single sample, two classes, all labels one class, N < C, ε = 0.001
+@example(n=1, num_classes=2, log10_reg=-2.0, skew=0.0, signal=2.0, seed=0)
+@example(n=1, num_classes=50, log10_reg=-3.0, skew=0.0, signal=0.5, seed=1)
+@example(n=200, num_classes=2, log10_reg=-3.0, skew=1.0, signal=0.5, seed=2)
+@example(n=7, num_classes=28, log10_reg=-2.0, skew=0.0, signal=2.0, seed=0)
+@example(n=200, num_classes=50, log10_reg=-3.0, skew=0.9, signal=0.5, seed=3)
 def test_properties_of_the_split(n, num_classes, log10_reg, skew, signal, seed):
     reg = 10.0**log10_reg
     images, text, labels = _features(n, num_classes, dim=16, seed=seed, signal=signal)
