@@ -61,7 +61,7 @@ _HESSIAN_FLOOR = 1e-19
 # evenly strided subset of rows (the gradient, hence the solution, stays exact; only the step changes),
 # but from no fewer than _HESSIAN_MIN_ROWS_PER_CLASS · C rows: measured at C = 1000, a Hessian from 4 rows
 # per class needs ~2-3x the passes of the full one, from 32 rows per class ~1.1-1.3x.
-_HESSIAN_FLOP_BUDGET = 4e9
+_HESSIAN_FLOP_BUDGET = 1e9
 _HESSIAN_MIN_ROWS_PER_CLASS = 32
 # ε-scaling: each stage multiplies ε by this; intermediate stages stop once every column mass is within
 # a factor exp(_STAGE_LOG_RATIO) of its target.
