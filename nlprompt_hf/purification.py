@@ -74,7 +74,6 @@ _LM_MIN_DAMPING = 1e-12
 _LM_MAX_DAMPING = 1.0
 # Largest move of a potential in one Newton step, in units of ε.
 _MAX_STEP = 50.0
-_DEBUG = False
 
 
 class InvalidOTInputError(ValueError):
@@ -452,7 +451,7 @@ def _evaluate(cost, g, a, b, reg, chunk_size, hessian_stride) -> _Pass:
     return _Pass(g, f, col, objective, hess)
 
 
-def _initial_g(cost, a, b, reg, chunk_size) -> torch.Tensor:
+def _initial_g(cost, a, b, reg, chunk_size) -> tuple[torch.Tensor, float]:
     """Column update from `f = ε log a` (the first half-step of `ot.sinkhorn`, which starts from `u = 1/N`),
     and the range `max M - min M` of the cost."""
     n, num_classes = cost.shape
