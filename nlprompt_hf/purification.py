@@ -758,9 +758,22 @@ def transport_plan(
     [`solve_sinkhorn`] unless a `result` for this cost is given. See https://arxiv.org/abs/2412.01256.
 
     Args:
-        cost (`torch.Tensor` of shape `(N, C)` or [`FeatureCost`]): the cost matrix.
-        a, b, reg, max_iter, tol, method: as in [`solve_sinkhorn`].
-        result ([`SinkhornResult`], *optional*): potentials already solved for this cost.
+        cost (`torch.Tensor` of shape `(N, C)` or [`FeatureCost`]):
+            The cost matrix.
+        a (`torch.Tensor` of shape `(N,)`, *optional*):
+            Row marginal; uniform by default.
+        b (`torch.Tensor` of shape `(C,)`, *optional*):
+            Column marginal; uniform by default.
+        reg (`float`, *optional*, defaults to `0.01`):
+            Entropic regularisation `ε > 0`.
+        max_iter (`int`, *optional*, defaults to `1000`):
+            Maximum passes of the solver.
+        tol (`float`, *optional*, defaults to `1e-6`):
+            Column-marginal L2 error to stop at.
+        method (`str`, *optional*, defaults to `"newton"`):
+            See [`solve_sinkhorn`].
+        result ([`SinkhornResult`], *optional*):
+            Potentials already solved for this cost (then nothing is solved again).
 
     Returns:
         `torch.Tensor` of shape `(N, C)`, float64: rows sum to `a`, columns to `b` within `tol`.
