@@ -90,6 +90,8 @@ class DegeneratePlanError(RuntimeError):
 
 
 def _check_finite_rows(x: torch.Tensor, name: str) -> None:
+    if x.numel() == 0 or bool(torch.isfinite(x.sum())):  # fast path: NaN/inf propagate into the sum
+        return
     bad = ~torch.isfinite(x).reshape(x.shape[0], -1).all(dim=1)  # (N,)
     if bool(bad.any()):
         count = int(bad.sum())
