@@ -387,6 +387,10 @@ class NLPromptTrainer(Trainer):
     def _save_checkpoint(self, model, trial):
         # Our state goes in first: the Trainer writes `trainer_state.json` last, so a checkpoint that has it is
         # complete (see `_last_complete_checkpoint`), and older checkpoints are rotated out only after that.
+        # The Trainer's loss summed since its last log, averaged over processes (every process calls this method):
+        # added back on each process after a resume, the next logged mean loss is the uninterrupted run's.
+        unlogged = getattr(self, "_tr_loss", None)
+        unlogged = float(self.accelerator.gather(unlogged.detach().reshape(1)).mean()) if unlogged is not None else 0.0
         if self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
             os.makedirs(folder, exist_ok=True)
@@ -403,8 +407,7 @@ class NLPromptTrainer(Trainer):
                         "purification_history": self.purification_history,
                         "pending_logs": self._pending_logs,
                         "metric_buffer": dict(self._metric_buffer),
-                        # the Trainer's loss summed since its last log, so the next logged `loss` is complete
-                        "unlogged_loss": float(getattr(self, "_tr_loss", 0.0)),
+                        "unlogged_loss": unlogged,
                         "last_logged_step": getattr(self, "_globalstep_last_logged", self.state.global_step),
                     },
                     f,
