@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -13,6 +14,13 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "train_tiny.py")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.multiprocess
+
+
+def _free_port() -> int:
+    # a fixed port collides when two test sessions run on one machine
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _run(cmd, tmp_path):
@@ -33,7 +41,8 @@ def _launch(tmp_path, clip_dir, n, per_device_batch, processes, epochs=2):
         # `--multi_gpu` is the torch elastic launcher, which on a machine without GPUs runs N CPU processes
         # (gloo): the trainer's `use_cpu=True` keeps them on the CPU
         _run([accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533", *args], tmp_path)
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), *args],
+             tmp_path)
     result = load_file(out)
     # a launcher that silently ran one process would make every comparison below vacuous
     assert result.pop("world_size").tolist() == [processes, processes]
