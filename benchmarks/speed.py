@@ -297,8 +297,9 @@ def section_ot(
     import numpy as np
 
     rows = []
+    load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        for n in sizes:
+        for n in sizes or ():
             base = dict(
                 n=n,
                 c=num_classes,
@@ -331,9 +332,10 @@ def section_ot(
             "timed": "solve + pseudo-labels; the cost matrix is built before the clock starts (same for both)",
         },
         "rows": rows,
-        "environment": environment(threads),
+        "environment": dict(environment(threads), load_average_at_start=load_at_start),
     }
     if stretch:
+        load_at_start = os.getloadavg()
         spec = dict(
             kind="ot_stretch",
             n=STRETCH_N,
@@ -346,7 +348,11 @@ def section_ot(
             threads=threads,
         )
         result["stretch"] = measure(spec)
-        result["stretch"].update(n=STRETCH_N, c=STRETCH_C)
+        result["stretch"].update(
+            n=STRETCH_N,
+            c=STRETCH_C,
+            environment=dict(environment(threads), load_average_at_start=load_at_start),
+        )
         progress(_stretch_line(result["stretch"]))
     return result
 
@@ -371,6 +377,13 @@ def _stretch_line(s: dict) -> str:
     )
 
 
+def _load(path: str) -> dict:
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    return {}
+
+
 def update_results(path: str, results: dict) -> None:
     """Merge `results` (section -> dict) into the JSON at `path`, keeping every other section's results."""
     existing = {}
@@ -391,7 +404,7 @@ def print_ot_table(result: dict, progress=print) -> None:
         "| N | C | ours (s) | passes | POT (s) | POT iters | POT converged | argmax agreement | peak RSS ours / POT (MB) |"
     )
     progress("|---|---|---|---|---|---|---|---|---|")
-    for row in result["rows"]:
+    for row in result.get("rows", []):
         o, p = row["ours"], row["pot"]
         progress(
             f"| {row['n']:,} | {row['c']} | {o['seconds']:.2f} | {o['n_iter']} | {p['seconds']:.2f} | {p['n_iter']} | "
@@ -419,7 +432,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", default=DEFAULT_OUTPUT)
     parser.add_argument("--sizes", default=",".join(str(n) for n in OT_SIZES), help="ot: sample counts N.")
     parser.add_argument("--classes", type=int, default=OT_CLASSES, help="ot: number of classes C.")
-    parser.add_argument("--skip-stretch", action="store_true", help="ot: leave out N = 1.28 M x C = 1000.")
+    parser.add_argument(
+        "--skip-stretch",
+        action="store_true",
+        help="ot: leave out N = 1.28 M x C = 1000 (a previous result is kept).",
+    )
+    parser.add_argument(
+        "--stretch-only",
+        action="store_true",
+        help="ot: run only the stretch (the size rows already saved are kept).",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="epoch/cache: repeats per measurement.")
     parser.add_argument("--demo-model", default=None, help="epoch: CLIP for the demo-task ratio.")
     args = parser.parse_args(argv)
@@ -430,8 +452,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     say = lambda s: print(s, flush=True)  # noqa: E731
     if "ot" in sections:
         say("[ot]")
-        sizes = [int(s) for s in args.sizes.split(",") if s]
+        sizes = [] if args.stretch_only else [int(s) for s in args.sizes.split(",") if s]
         result = section_ot(args.threads, sizes, args.classes, stretch=not args.skip_stretch, progress=say)
+        previous = _load(args.output).get("ot", {})
+        if args.stretch_only:  # keep the size rows of the last full run
+            result = dict(previous, stretch=result["stretch"])
+        elif args.skip_stretch and "stretch" in previous:  # keep the last stretch result
+            result["stretch"] = previous["stretch"]
         update_results(args.output, {"ot": result})  # lands as soon as it is done
         print_ot_table(result, say)
     training = [s for s in sections if s != "ot"]
