@@ -60,17 +60,23 @@ def _run(args, cwd):
 
 def _run_and_kill(args, cwd, hang_at, output_dir):
     marker = cwd / f"{output_dir}.hang"
-    proc = subprocess.Popen([sys.executable, SCRIPT, "--hang-at", hang_at, "--", *args], env=_env(), cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 240
-    while not marker.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended (rc {proc.returncode}) before reaching {hang_at}:\n{proc.stdout.read()[-5000:]}")
-        assert time.monotonic() < deadline, "the run never reached the kill point"
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait(timeout=60) == -signal.SIGKILL
-    proc.stdout.close()
+    log = cwd / f"{output_dir}.log"  # a file, not a pipe: a full pipe would block the run before the kill point
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, SCRIPT, "--hang-at", hang_at, "--", *args], env=_env(), cwd=cwd,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended (rc {proc.returncode}) before {hang_at}:\n{log.read_text()[-5000:]}")
+            assert time.monotonic() < deadline, "the run never reached the kill point"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="module")
