@@ -411,10 +411,10 @@ def run_train(
         final_split = None
         if history:
             last = history[-1]
-            final_split = {
-                "clean_fraction": last["clean_fraction"],
-                **{k: last[f"noise_{k}"] for k in ("precision", "recall", "f1") if f"noise_{k}" in last},
-            }
+            final_split = {"clean_fraction": last["clean_fraction"]}
+            # precision / recall of the noisy split need true labels, and some truly noisy sample to find
+            if last.get("noise_rate_true"):
+                final_split.update({k: last[f"noise_{k}"] for k in ("precision", "recall", "f1")})
         noise_settings = _noise_settings(noise_args)
         metrics = {
             "method": training_args.method,

@@ -76,7 +76,7 @@ def plot_purification(history: Sequence[dict[str, Any]], path: str) -> str:
     ax = fig.subplots()
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["clean_fraction"] for h in history], marker="o", markersize=3, label="clean fraction")
-    if history and "noise_precision" in history[0]:
+    if history and history[0].get("noise_rate_true"):  # precision / recall need some truly noisy sample
         ax.plot(
             epochs, [h["noise_precision"] for h in history], marker="s", markersize=3, label="noisy precision"
         )
@@ -214,7 +214,7 @@ def write_report(
     if history:
         plot_purification(history, os.path.join(output_dir, PURIFICATION_PNG))
         caption = "Fraction of training samples PromptOT keeps as clean at the start of each epoch"
-        if "noise_precision" in history[0]:
+        if history[0].get("noise_rate_true"):
             caption += ", and precision / recall of the samples it flags as noisy (against the true labels)"
         plots.append(("PromptOT split", PURIFICATION_PNG, caption + "."))
     if estimated_transition is not None:
@@ -257,7 +257,7 @@ def write_report(
         last = history[-1]
         lines += ["### PromptOT split, last epoch", ""]
         lines.append(f"- clean fraction: {last['clean_fraction']:.3f}")
-        if "noise_precision" in last:
+        if last.get("noise_rate_true"):
             lines.append(
                 f"- samples flagged noisy: precision {last['noise_precision']:.3f}, recall {last['noise_recall']:.3f}, "
                 f"F1 {last.get('noise_f1', float('nan')):.3f}"
