@@ -459,3 +459,12 @@ def test_train_on_labels_as_given(tiny_clip_dir, csv_dataset, tmp_path):
         with Image.open(os.path.join(out, name)) as img:
             img.verify()
     assert "transition_matrices.png" in report and "| NLPrompt | " in report
+
+
+def test_class_names_list_or_json_file(tmp_path):
+    from nlprompt_hf.arguments import DataArguments
+
+    assert DataArguments("d", class_names=["cat", "dog"]).load_kwargs()["class_names"] == ["cat", "dog"]
+    assert DataArguments("d", class_names=["names.json"]).load_kwargs()["class_names"] == "names.json"
+    with pytest.raises(ValueError, match="test_size"):
+        DataArguments("d", test_size=1.5)
