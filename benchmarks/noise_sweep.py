@@ -409,7 +409,12 @@ def check_targets(aggregates: list[dict]) -> list[dict]:
             met = abs(diff) <= -margin + 1e-12
         else:
             met = diff >= margin - 1e-12
-        out.append({"target": text, "noise": key, method: a, other: b, "difference": diff, "met": met})
+        entry = {"target": text, "noise": key, method: a, other: b, "difference": diff, "met": met}
+        if text.startswith("NLPrompt within") and diff is not None:
+            # the literal target is two-sided; its purpose (purification costs no accuracy on clean labels) is
+            # one-sided: report both, the literal one decides `met`
+            entry["met_one_sided"] = diff >= margin - 1e-12
+        out.append(entry)
     return out
 
 
@@ -500,9 +505,10 @@ def markdown(result: dict) -> str:
     if targets:
         lines += ["", "| target (mean over seeds) | difference (points) | met |", "|---|---|---|"]
         for t in targets:
-            lines.append(
-                f"| {t['target']} | {100 * t['difference']:+.1f} | {'yes' if t['met'] else '**no**'} |"
-            )
+            met = "yes" if t["met"] else "**no**"
+            if "met_one_sided" in t and not t["met"]:
+                met += f" (not worse by more than 2 points: {'yes' if t['met_one_sided'] else 'no'})"
+            lines.append(f"| {t['target']} | {100 * t['difference']:+.1f} | {met} |")
     env = result["environment"]
     lines += [
         "",
@@ -608,7 +614,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Output prefix (.json/.md/.png). Default: benchmarks/results/noise_sweep for the full "
         "default sweep, benchmarks/scratch/noise_sweep for a subset or an override.",
     )
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        default=None,
+        help="Only rebuild the aggregates, targets, table and plot from the raw runs of an existing JSON (no training).",
+    )
     args = parser.parse_args(argv)
+    if args.render is not None:
+        with open(args.render, encoding="utf-8") as f:
+            result = json.load(f)
+        result["aggregates"] = aggregate(result["runs"])
+        result["targets"] = check_targets(result["aggregates"])
+        paths = write_outputs(result, args.out or os.path.splitext(args.render)[0])
+        print(markdown(result))
+        print("Wrote " + ", ".join(os.path.relpath(p) for p in paths))
+        return 0
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
