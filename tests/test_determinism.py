@@ -1,4 +1,5 @@
-"""Same seed, bit-identical prompts on CPU; seed 0 is a seed (issue 6, item 4).
+"""Same seed, bit-identical prompts on CPU; seed 0 is a seed (issue 6, item 4); and a run resumed with augmentation
+on sees the augmented views an uninterrupted one does.
 
 `tests/test_trainer.py::test_same_seed_bit_identical_and_seed_zero_is_a_seed` covers the trainer on precomputed
 features. Here: the pixel path with augmentation (random crops drawn per sample and epoch, the OT pass on the clean
@@ -75,3 +76,41 @@ def test_data_pipeline_and_feature_cache_end_to_end(tiny_clip_dir, tmp_path, mon
     assert other["clean_label"] != first["clean_label"] or other["label"] != first["label"]
     prompts_3, _ = _train(tiny_clip_dir, other, tmp_path / "c", cache, seed=1)
     assert not torch.equal(prompts_1, prompts_3)
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_with_augmentation_gives_the_same_prompts(tiny_clip_dir, tmp_path):
+    # the augmented views are drawn from (seed, epoch, sample_idx): a resumed run sees the views it would have seen
+    from transformers import TrainerCallback
+
+    class CrashAt(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 3:  # 2 steps per epoch: right after checkpoint-3, mid-epoch 1
+                raise _Crash
+
+    train = inject_label_noise(make_image_dataset(n_per_class=4, num_classes=4)["train"], rate=0.5,
+                               kind="symmetric", seed=0)
+
+    def trainer(folder, **kwargs):
+        args = NLPromptConfig(
+            output_dir=str(folder), num_train_epochs=3, per_device_train_batch_size=8, learning_rate=0.05, n_ctx=4,
+            use_cpu=True, disable_tqdm=True, feature_cache_dir=str(tmp_path / "cache"), seed=0, augment=True,
+            ot_features="augmented", **kwargs
+        )
+        model = NLPromptModel.from_base(tiny_clip_dir, get_class_names(train), **args.prompt_kwargs())
+        return NLPromptTrainer(model=model, args=args, train_dataset=train)
+
+    full = trainer(tmp_path / "full", save_strategy="no")
+    full.train()
+    part = trainer(tmp_path / "part", save_strategy="steps", save_steps=3)
+    part.add_callback(CrashAt())
+    with pytest.raises(_Crash):
+        part.train()
+    resumed = trainer(tmp_path / "part", save_strategy="steps", save_steps=3)
+    resumed.train(resume_from_checkpoint=True)
+    assert torch.equal(resumed.model.context_parameter, full.model.context_parameter)
+    assert torch.equal(torch.stack(resumed.mask_history), torch.stack(full.mask_history))
+    assert [h["epoch"] for h in resumed.purification_history] == [0, 1, 2]
