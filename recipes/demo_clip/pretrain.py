@@ -77,6 +77,11 @@ class PretrainConfig:
     )
     probe_shots: int = field(default=16, metadata={"help": "Shots per class of the linear probe."})
     probe_seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Linear-probe seeds."})
+    eval_only: bool = field(
+        default=False,
+        metadata={"help": "Skip training: re-evaluate the checkpoint in `output_dir` on `eval_shifts` and "
+                  "update its pretrain_metrics.json."},
+    )
 
     def __post_init__(self):
         for shift in self.eval_shifts:
@@ -204,10 +209,28 @@ def quick_zero_shot(model, tokenizer, mean, std, shift: str, n: int = 500) -> fl
     return ((x @ class_text_features(model, tokenizer).T).argmax(-1).numpy() == labels).mean().item()
 
 
+def reevaluate(config: PretrainConfig) -> None:
+    """Evaluate an existing checkpoint on `config.eval_shifts`, merging into its metrics file."""
+    from transformers import CLIPTokenizer
+
+    model = CLIPModel.from_pretrained(config.output_dir).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(config.output_dir)
+    processor = CLIPImageProcessorPil.from_pretrained(config.output_dir)
+    path = os.path.join(config.output_dir, "pretrain_metrics.json")
+    metrics = json.load(open(path)) if os.path.exists(path) else {"demo_task": {}}
+    for shift in config.eval_shifts:
+        metrics["demo_task"][shift] = evaluate_task(model, tokenizer, processor, config, shift)
+        logger.info("demo task shift=%s: %s", shift, json.dumps(metrics["demo_task"][shift]))
+    with open(path, "w") as f:
+        json.dump(metrics, f, indent=2)
+
+
 def main(argv=None):
     config = parse_config(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
     torch.set_num_threads(config.num_threads)
+    if config.eval_only:
+        return reevaluate(config)
     os.makedirs(config.output_dir, exist_ok=True)
     start = time.time()
 
