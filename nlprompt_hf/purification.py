@@ -260,11 +260,19 @@ class FeatureCost:
         _check_features(image_features, text_features)
         _check_temperature(temperature)
         _check_kind(kind)
-        dtype = _compute_dtype(image_features)
-        self._img = F.normalize(image_features.to(dtype), dim=-1)  # (N, D)
+        self._dtype = dtype = _compute_dtype(image_features)
+        # No normalised copy of the image features (at ImageNet scale that would double their 2.6 GB):
+        # keep the caller's tensor and 1 / ‖f_i‖ per row, and scale each block of logits instead.
+        self._img = image_features  # (N, D)
+        inv_norm = torch.empty(image_features.shape[0], dtype=dtype, device=image_features.device)
+        step = max(1, _CHUNK_ELEMENTS // max(image_features.shape[1], 1))
+        for start in range(0, image_features.shape[0], step):
+            block = image_features[start : start + step].to(dtype)
+            inv_norm[start : start + step] = 1.0 / torch.linalg.vector_norm(block, dim=1).clamp(min=1e-12)
+        self._scale = inv_norm.mul_(float(temperature))  # (N,) temperature / ‖f_i‖
         self._txt_t = F.normalize(
-            text_features.to(device=self._img.device, dtype=dtype), dim=-1
-        ).T.contiguous()
+            text_features.to(device=image_features.device, dtype=dtype), dim=-1
+        ).T.contiguous()  # (D, C)
         self.kind = kind
         self.temperature = float(temperature)
         self.cache = cache
@@ -283,7 +291,8 @@ class FeatureCost:
         key = (start, stop)
         if key in self._blocks:
             return self._blocks[key]
-        logits = (self.temperature * (self._img[start:stop] @ self._txt_t)).double()  # (n, C)
+        logits = self._img[start:stop].to(self._dtype) @ self._txt_t  # (n, C) = ‖f_i‖ cos(f_i, t_c)
+        logits = logits.mul_(self._scale[start:stop, None]).double()  # temperature · cos
         if self.kind == "neg_prob":
             block = logits.softmax(dim=-1).neg_()
         else:
