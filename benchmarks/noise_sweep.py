@@ -307,6 +307,7 @@ def run_sweep(settings: SweepSettings, progress=print) -> dict:
             "model_path": os.path.relpath(pool.model_path, REPO)
             if os.path.isabs(pool.model_path)
             else pool.model_path,
+            "model_sha256": _weights_sha256(pool.model_path),
             "dataset": data_args.dataset_name_or_path,
             "shots": noise_args.shots,
             "num_train_pool": len(pool.pool),
@@ -329,6 +330,20 @@ def run_sweep(settings: SweepSettings, progress=print) -> dict:
 
 def _num(value) -> str:
     return "nan" if value is None else f"{value:.2f}"
+
+
+def _weights_sha256(path: str) -> str | None:
+    """SHA-256 of the checkpoint's weights file: which demo CLIP the figures belong to."""
+    import hashlib
+
+    weights = os.path.join(path, "model.safetensors")
+    if not os.path.isfile(weights):
+        return None
+    digest = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------- aggregation
