@@ -96,9 +96,14 @@ def _check_finite_rows(x: torch.Tensor, name: str) -> None:
     if bool(bad.any()):
         count = int(bad.sum())
         first = int(bad.nonzero()[0, 0])
+        hint = {
+            "image_features": "Check the image encoder output (fp16 overflow, a corrupt image) and recompute or drop "
+            "those samples.",
+            "text_features": "The class prompts' text features are not finite: the learned context has probably "
+            "diverged (lower the learning rate, or resume from the last good checkpoint).",
+        }.get(name, "Check how it was computed (log of 0, division by 0, an fp16 overflow).")
         raise InvalidOTInputError(
-            f"`{name}` must be finite, found NaN/inf in {count} of {x.shape[0]} rows (first at index {first}). "
-            "Check the encoder output (fp16 overflow, a corrupt image) and recompute or drop those samples."
+            f"`{name}` must be finite, found NaN/inf in {count} of {x.shape[0]} rows (first at index {first}). {hint}"
         )
 
 
