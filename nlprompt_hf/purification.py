@@ -365,7 +365,7 @@ class SinkhornResult:
     Attributes:
         f (`torch.Tensor` of shape `(N,)`, float64): row potentials.
         g (`torch.Tensor` of shape `(C,)`, float64): column potentials.
-        n_iter (`int`): passes over the cost (each is one Sinkhorn update, or one Newton trial step).
+        n_iter (`int`): passes over the cost (the initial one, then one per Sinkhorn update or Newton trial step).
         converged (`bool`): whether `marginal_error < tol` was reached within `max_iter` passes.
         marginal_error (`float`): final column-marginal violation `‖Qᵀ1 − b‖₂`.
         reg (`float`): the entropic regularisation `ε` used.
@@ -597,11 +597,15 @@ def solve_sinkhorn(
     - Newton steps `(L + μ diag(Qᵀ1)) δ = ε (b − Qᵀ1)`, `L = -ε ∇²J` (a C × C matrix accumulated in the
       same pass), globalised by a Levenberg–Marquardt trust region (a step is kept when `J` increases; `μ`
       shrinks after good steps, grows after rejected ones): quadratic convergence near the solution;
-    - ε-scaling: stages at ε = cost range × 0.2^k down to `reg`, each warm-started by extrapolating `g`
-      from the two previous stages, so that nearly one-hot rows (a confident model, small ε) never leave
-      the iterate on a flat part of `J` far from the solution.
-    Measured at ε = 0.01, C = 101: 8–20 passes for CLIP-like probabilities where Sinkhorn needs 700 to
-    over 1000; about 50 passes for extremely one-hot rows, where Sinkhorn has not converged after 1000.
+    - ε-scaling: stages at ε = cost range × 0.2^k down to `reg` (the first from `g = 0`, where the plan is
+      nearly uniform), each later one warm-started by extrapolating `g` linearly in ε from the two previous
+      stages, so that nearly one-hot rows (a confident model, small ε) never leave the iterate on a flat
+      part of `J` far from the solution; intermediate stages stop at every column within 10 % of its mass;
+    - a Newton step moves no potential by more than 50 ε, and a rejected step is followed by a Sinkhorn
+      update, so every second pass at worst makes Sinkhorn's progress.
+    Measured at ε = 0.01, C = 101: 8–20 passes for CLIP-like probabilities where Sinkhorn needs 400 to
+    over 1000; 50–80 passes for extremely one-hot rows, where Sinkhorn has not converged after 1000;
+    about 20 passes at C = 1000.
     The solution is the same (same problem, same stopping rule); only the path differs.
 
     Stopping rule (as `ot.sinkhorn`): stop when `‖Qᵀ1 − b‖₂ < tol` (row marginals are exact by
@@ -691,9 +695,10 @@ def solve_sinkhorn(
                 schedule.insert(-1, eps)
                 eps *= _EPS_SCALING_FACTOR
             if len(schedule) > 1:
-                g, _ = _initial_g(source, a, b, schedule[0], chunk_size)
+                g = torch.zeros_like(g)  # at ε ≈ cost range the plan is close to uniform: g = 0 is a fine start
 
-    n_iter, n_newton = 0, 0
+    n_iter = 0 if init_g is not None else 1  # the initial column half-step is a pass too
+    n_newton = 0
     state = err = None
     history: list[tuple[float, torch.Tensor]] = []  # (ε, solved g) of the finished stages
     for stage, eps in enumerate(schedule):
