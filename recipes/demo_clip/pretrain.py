@@ -62,7 +62,7 @@ class PretrainConfig:
     text_heads: int = field(default=4, metadata={"help": "Text attention heads."})
     projection_dim: int = field(default=128, metadata={"help": "Shared embedding width."})
     # Optimisation
-    max_steps: int = field(default=2400, metadata={"help": "Optimizer steps."})
+    max_steps: int = field(default=3600, metadata={"help": "Optimizer steps."})
     batch_size: int = field(default=256, metadata={"help": "Image–caption pairs per step."})
     learning_rate: float = field(default=1.5e-3, metadata={"help": "Peak AdamW learning rate."})
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay on matrices."})
