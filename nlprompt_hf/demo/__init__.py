@@ -1,18 +1,20 @@
 """The offline demo: a small CLIP pretrained by this project and a generated shape-classification task.
 
 No pretrained CLIP can be downloaded on the build machines, so the package ships its own: a 2.5 M
-parameter `CLIPModel` (vision ViT 192 wide × 4 layers, patch 8, on 32×32 images; text 128 × 3
+parameter `CLIPModel` (vision ViT 192 wide × 4 layers, patch 8, on 32×32 images, text 128 × 3
 layers; projection 128) with its `CLIPTokenizer` and `CLIPImageProcessor`, stored in
 `DEMO_CHECKPOINT` and loaded with the ordinary `from_pretrained` of a local path.
 
 How it was made: `recipes/demo_clip/pretrain.py --config recipes/demo_clip/config.yaml` pretrains
-it contrastively, on CPU, on 200k captioned shape images from `shapes.generate_corpus(seed=0)`
+it contrastively for 3,600 steps (53 min on one CPU thread) on 200k captioned shape images from `shapes.generate_corpus(seed=0)`
 ("a small red star on the left.", ...; the zero-shot prompt "a photo of a {}." is held out of the
 captions). `recipes/demo_clip/README.md` gives the exact command, the run time and the measured
 zero-shot and linear-probe figures (`pretrain_metrics.json` ships next to the weights).
 
 The demo task (`load_demo_task`) draws held-out images from other seeds and, by default, with a
-domain shift (backgrounds never seen in pretraining), so learned prompts have room to help.
+moderate scale shift (`shift="smaller"`: shapes at radius 0.20–0.30 of the side where pretraining
+saw 0.24–0.44). Measured: zero-shot 86.3 %, 16-shot linear probe 86.6 % (99.1 % / 97.0 % without
+the shift); other shifts are listed in `DEMO_SHIFTS`.
 
 Example:
 
