@@ -7,9 +7,8 @@ All randomness comes from `np.random.default_rng(seed)`, so a seed fixes the arr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import re
+from collections.abc import Sequence
 
 import numpy as np
 
