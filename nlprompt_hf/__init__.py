@@ -21,10 +21,10 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import NLPromptConfig
-    from .model_card import build_model_card
-    from .prompt_adapter import NLPromptModel, PromptAdapterConfig
-    from .trainer import NLPromptTrainer
+    from .config import NLPromptConfig  # noqa: F401
+    from .model_card import build_model_card  # noqa: F401
+    from .prompt_adapter import NLPromptModel, PromptAdapterConfig  # noqa: F401
+    from .trainer import NLPromptTrainer  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -23,8 +23,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from . import losses
 from .config import NLPromptConfig
 from .data._common import label_array
-from .data.noise import add_sample_index
 from .data.batches import SAMPLE_INDEX, FeatureLookup, PixelTransform, training_view
+from .data.noise import add_sample_index
 from .metrics import accuracy, noise_detection_metrics
 from .prompt_adapter import NLPromptModel
 from .prompt_adapter.model import ADAPTER_WEIGHTS, _disallow_pickle

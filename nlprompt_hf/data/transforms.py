@@ -9,21 +9,17 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from datasets import Dataset, Image
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
 __all__ = [
     "RandomResizedCropFlip",
-    "build_image_transform",
     "load_image",
     "processor_output_size",
     "to_rgb",
-    "with_image_transform",
 ]
 
 _DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError)
