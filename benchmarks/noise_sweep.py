@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _env import base_environment  # noqa: E402
+
 DEFAULT_OUT = os.path.join(REPO, "benchmarks", "results", "noise_sweep")
 SCRATCH_OUT = os.path.join(REPO, "benchmarks", "scratch", "noise_sweep")
 
@@ -435,26 +437,9 @@ def check_targets(aggregates: list[dict]) -> list[dict]:
 
 # --------------------------------------------------------------------------------------------- outputs
 def environment() -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(
-                ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    import torch
-
     return {
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty_files": [
-            line[3:] for line in (git("status", "--porcelain", "--untracked-files=no") or "").splitlines()
-        ],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
+        **base_environment(),
         "processor": platform.processor() or None,
-        "cpu_count": os.cpu_count(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,9 @@ import time
 from collections.abc import Callable, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _env import base_environment  # noqa: E402
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(BENCH_DIR, "results", "speed.json")
 
@@ -313,27 +315,8 @@ def measure(spec: dict) -> dict:
 
 def environment(threads: int) -> dict:
     import ot
-    import torch
 
-    def git(*args):
-        try:
-            return subprocess.run(
-                ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    return {
-        "threads": threads,
-        "cpu_count": os.cpu_count(),
-        "load_average_at_end": os.getloadavg(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "pot": ot.__version__,
-        "git_commit": git("rev-parse", "HEAD"),
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "memory": MEMORY_METHOD,
-    }
+    return {**base_environment(), "threads": threads, "pot": ot.__version__, "memory": MEMORY_METHOD}
 
 
 def section_ot(

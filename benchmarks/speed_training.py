@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,9 @@ import time
 from collections.abc import Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _env import base_environment  # noqa: E402
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(BENCH_DIR, "results", "speed.json")
 
@@ -528,23 +530,9 @@ def section_cache(threads: int, repeats: int, progress=print) -> dict:
 
 
 def environment(threads: int) -> dict:
-    import torch
-
-    def git(*args):
-        try:
-            return subprocess.run(
-                ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
     return {
+        **base_environment(),
         "threads": threads,
-        "cpu_count": os.cpu_count(),
-        "load_average_at_end": os.getloadavg(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "git_commit": git("rev-parse", "HEAD"),
         "memory": "peak RSS of each measurement's own subprocess (ru_maxrss from os.wait4 on that child)",
     }
 
