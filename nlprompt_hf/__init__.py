@@ -16,14 +16,21 @@ _LAZY = {
     "NLPromptConfig": "nlprompt_hf.config",
     "NLPromptTrainer": "nlprompt_hf.trainer",
     "build_model_card": "nlprompt_hf.model_card",
+    "purify": "nlprompt_hf.purification",
+    "PurificationResult": "nlprompt_hf.purification",
+    "split_loss": "nlprompt_hf.losses",
+    "load_accuracy_metric": "nlprompt_hf.metrics",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import NLPromptConfig  # noqa: F401
+    from .losses import split_loss  # noqa: F401
+    from .metrics import load_accuracy_metric  # noqa: F401
     from .model_card import build_model_card  # noqa: F401
     from .prompt_adapter import NLPromptModel, PromptAdapterConfig  # noqa: F401
+    from .purification import PurificationResult, purify  # noqa: F401
     from .trainer import NLPromptTrainer  # noqa: F401
 
 
