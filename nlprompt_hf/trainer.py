@@ -322,7 +322,10 @@ class NLPromptTrainer(Trainer):
                 f"The purification pass saw {index.numel()} samples ({index.unique().numel()} distinct) but the "
                 f"training set has {len(self._raw_train)}: samples were dropped or duplicated across processes."
             )
-        return feats, labels, index
+        # processes interleave their shards: put rows back in `sample_idx` order, so that every per-sample result
+        # of the pass (pseudo-labels, scores) lines up with the dataset whatever the number of processes
+        order = index.argsort()
+        return feats[order], labels[order], index[order]
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -53,7 +53,8 @@ def test_two_processes_match_one(tiny_clip_dir, tmp_path):
     # 32 samples: global batch 8 = 2 x 4, so both runs take the same optimisation steps
     one = _launch(tmp_path / "even", tiny_clip_dir, 32, 8, 1)
     two = _launch(tmp_path / "even", tiny_clip_dir, 32, 4, 2)
-    assert set(one) == set(two) == {"context", "mask_0", "mask_1", "eval_accuracy"}
+    assert set(one) == set(two) == {"context", "mask_0", "mask_1", "eval_accuracy", "pseudo"}
+    assert torch.equal(one["pseudo"], two["pseudo"])  # per-sample results line up with the dataset
     for epoch in (0, 1):
         assert torch.equal(one[f"mask_{epoch}"], two[f"mask_{epoch}"])
     torch.testing.assert_close(two["context"], one["context"], rtol=0, atol=1e-5)
@@ -68,3 +69,4 @@ def test_uneven_split_across_processes(tiny_clip_dir, tmp_path):
     two = _launch(tmp_path / "odd", tiny_clip_dir, 27, 4, 2, epochs=1)
     assert one["mask_0"].numel() == two["mask_0"].numel() == 27
     assert torch.equal(one["mask_0"], two["mask_0"])
+    assert torch.equal(one["pseudo"], two["pseudo"])

@@ -35,6 +35,7 @@ def main(clip_dir, out_file, n_samples, batch, epochs):
         disable_tqdm=True,
         save_strategy="no",
         feature_cache_dir=os.path.join(os.path.dirname(out_file), "cache"),
+        feature_batch_size=4,  # several OT-pass batches per process: shards interleave in the gather
         seed=0,
     )
     model = NLPromptModel.from_base(clip_dir, ds.features["label"].names, **args.prompt_kwargs())
@@ -52,7 +53,10 @@ def main(clip_dir, out_file, n_samples, batch, epochs):
         context = trainer.accelerator.unwrap_model(trainer.model).context_parameter.detach().clone()
         world = torch.tensor([trainer.accelerator.num_processes, trainer.args.world_size])
         accuracy = torch.tensor([evaluation["eval_accuracy"], evaluation["eval_num_samples"]], dtype=torch.float64)
-        save_file({"context": context, "world_size": world, "eval_accuracy": accuracy, **masks}, out_file)
+        pseudo = trainer.last_purification.pseudo_labels.cpu()  # in sample_idx order, whatever the process count
+        save_file(
+            {"context": context, "world_size": world, "eval_accuracy": accuracy, "pseudo": pseudo, **masks}, out_file
+        )
 
 
 if __name__ == "__main__":
