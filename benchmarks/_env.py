@@ -34,3 +34,39 @@ def base_environment() -> dict:
         ],
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def measure_in_subprocess(script: str, spec: dict) -> dict:
+    """Run `script --worker <spec>` in a fresh process and return the JSON it prints on its `RESULT ` line, plus
+    that child's own peak RSS (`ru_maxrss` from `os.wait4`), its wall time and the 1-minute load average before
+    and after (above the thread count: other jobs shared the cores during the measurement)."""
+    import json
+    import sys
+    import tempfile
+
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(spec["threads"])  # torch and numpy's BLAS (POT) get the same number of threads
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(script), "--worker", json.dumps(spec)],
+            stdout=out,
+            stderr=err,
+            cwd=REPO,
+            env=env,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        lines = [line for line in out.read().splitlines() if line.startswith("RESULT ")]
+        if returncode != 0 or not lines:
+            raise RuntimeError(f"measurement {spec.get('kind')} failed (exit {returncode}):\n{err.read()[-4000:]}")
+    result = json.loads(lines[-1][len("RESULT ") :])
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
+    result["load_average_1min"] = [load_before, os.getloadavg()[0]]
+    result["process_wall_seconds"] = wall
+    return result

@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ from collections.abc import Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _env import base_environment  # noqa: E402
+from _env import base_environment, measure_in_subprocess  # noqa: E402
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(BENCH_DIR, "results", "speed.json")
@@ -340,34 +339,8 @@ def worker_main(spec_json: str) -> int:
 
 # =============================================================================================== parent side
 def measure(spec: dict) -> dict:
-    """Run one measurement in a fresh subprocess; its result plus its own peak RSS (os.wait4 on that child)."""
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(spec["threads"])
-    load_before = os.getloadavg()[0]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-            stdout=out,
-            stderr=err,
-            cwd=REPO,
-            env=env,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        lines = [line for line in out.read().splitlines() if line.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"measurement {spec} failed (exit {proc.returncode}):\n{err.read()[-4000:]}")
-    result = json.loads(lines[-1][len("RESULT ") :])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
-    # 1-minute load average before and after: > threads means other jobs shared the cores during the measurement
-    result["load_average_1min"] = [load_before, os.getloadavg()[0]]
-    result["process_wall_seconds"] = wall
-    return result
+    """One measurement in a fresh subprocess of this script (see `_env.measure_in_subprocess`)."""
+    return measure_in_subprocess(__file__, spec)
 
 
 def _median(values: Sequence[float]) -> float | None:
