@@ -70,3 +70,26 @@ def measure_in_subprocess(script: str, spec: dict) -> dict:
     result["load_average_1min"] = [load_before, os.getloadavg()[0]]
     result["process_wall_seconds"] = wall
     return result
+
+
+def load_results(path: str) -> dict:
+    """The results JSON at `path`, or {} when there is none yet."""
+    import json
+
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def update_results(path: str, results: dict) -> None:
+    """Merge `results` (section -> dict) into the JSON at `path` atomically, keeping every other section's."""
+    import json
+
+    merged = {**load_results(path), **results}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(merged, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _env import base_environment, measure_in_subprocess  # noqa: E402
+from _env import base_environment, load_results, measure_in_subprocess, update_results  # noqa: E402
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(BENCH_DIR, "results", "speed.json")
@@ -419,28 +419,6 @@ def _stretch_line(s: dict) -> str:
     )
 
 
-def _load(path: str) -> dict:
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    return {}
-
-
-def update_results(path: str, results: dict) -> None:
-    """Merge `results` (section -> dict) into the JSON at `path`, keeping every other section's results."""
-    existing = {}
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            existing = json.load(f)
-    existing.update(results)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(existing, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def print_ot_table(result: dict, progress=print) -> None:
     progress(
         "| N | C | ours (s) | passes | POT (s) | POT iters | POT converged | argmax agreement | peak RSS ours / POT (MB) |"
@@ -514,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             repeats=args.repeats or 3,
             progress=say,
         )
-        previous = _load(args.output).get("ot", {})
+        previous = load_results(args.output).get("ot", {})
         if args.stretch_only:  # keep the size rows of the last full run
             result = dict(previous, stretch=result["stretch"])
         elif args.skip_stretch and "stretch" in previous:  # keep the last stretch result

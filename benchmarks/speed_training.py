@@ -43,7 +43,7 @@ from collections.abc import Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _env import base_environment, measure_in_subprocess  # noqa: E402
+from _env import base_environment, measure_in_subprocess, update_results  # noqa: E402
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(BENCH_DIR, "results", "speed.json")
@@ -512,20 +512,6 @@ def environment(threads: int) -> dict:
 
 SECTIONS = {"epoch": section_epoch, "cache": section_cache}
 
-
-def update_results(path: str, results: dict) -> None:
-    """Merge `results` (section -> dict) into the JSON at `path`, keeping every other section's results."""
-    existing = {}
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            existing = json.load(f)
-    existing.update(results)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(existing, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def summary_lines(results: dict) -> list[str]:
