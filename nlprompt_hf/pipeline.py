@@ -591,21 +591,32 @@ def run_evaluate(
     )
     data = load_data(data_args)
     model.check_class_names(get_class_names(data))
+    return _score_split(
+        model,
+        data,
+        data_args,
+        eval_args,
+        lambda feats: model.logits(feats),
+        f"{adapter_args.adapter_name_or_path} on {data_args.dataset_name_or_path}",
+        {"adapter": adapter_args.adapter_name_or_path},
+    )
+
+
+def _score_split(model, data, data_args, eval_args, logits_of, title: str, identity: dict) -> dict:
+    """Shared tail of `evaluate` and `zero-shot`: features of the split, logits, metrics, report, JSON file."""
     split = _eval_split(data, eval_args.eval_split)
     model.to(_device())
     feats = _features(model, split, eval_args.batch_size, eval_args.feature_cache_dir)
     with torch.no_grad():
-        logits = model.logits(_on(model, feats))
+        logits = logits_of(_on(model, feats))
     metrics, confusion = _classification_metrics(logits, _labels(split), model.class_names)
     metrics.update(
-        adapter=adapter_args.adapter_name_or_path,
+        **identity,
         dataset=data_args.dataset_name_or_path,
         split=eval_args.eval_split,
         confusion_matrix=confusion.tolist(),
     )
-    _report_classification(
-        f"{adapter_args.adapter_name_or_path} on {data_args.dataset_name_or_path}", metrics
-    )
+    _report_classification(title, metrics)
     if eval_args.output_file:
         _write_json(eval_args.output_file, metrics)
     return metrics
@@ -624,24 +635,15 @@ def run_zero_shot(model_args: ModelArguments, data_args: DataArguments, eval_arg
         zero_shot_template=eval_args.zero_shot_template,
         trust_remote_code=model_args.trust_remote_code,
     )
-    split = _eval_split(data, eval_args.eval_split)
-    model.to(_device())
-    feats = _features(model, split, eval_args.batch_size, eval_args.feature_cache_dir)
-    logits = model.zero_shot_logits(_on(model, feats), eval_args.zero_shot_template)
-    metrics, confusion = _classification_metrics(logits, _labels(split), model.class_names)
-    metrics.update(
-        model=model_args.model_name_or_path,
-        template=eval_args.zero_shot_template,
-        dataset=data_args.dataset_name_or_path,
-        split=eval_args.eval_split,
-        confusion_matrix=confusion.tolist(),
+    return _score_split(
+        model,
+        data,
+        data_args,
+        eval_args,
+        lambda feats: model.zero_shot_logits(feats, eval_args.zero_shot_template),
+        f"zero-shot {model_args.model_name_or_path} ({eval_args.zero_shot_template!r})",
+        {"model": model_args.model_name_or_path, "template": eval_args.zero_shot_template},
     )
-    _report_classification(
-        f"zero-shot {model_args.model_name_or_path} ({eval_args.zero_shot_template!r})", metrics
-    )
-    if eval_args.output_file:
-        _write_json(eval_args.output_file, metrics)
-    return metrics
 
 
 # --------------------------------------------------------------------------------------------------- predict
